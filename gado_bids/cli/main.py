@@ -1,0 +1,37 @@
+"""`run.py` / `gadosynth`: parse, set up the process, dispatch, turn errors into exit codes."""
+import logging
+import sys
+
+from gado_bids.cli.parser import build_parser
+from gado_bids.errors import ExitCode, GadoError
+
+LOG = logging.getLogger("gadosynth")
+
+
+def configure_logging():
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s [gadosynth] %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")
+
+
+def main(argv=None, prog="gadosynth") -> int:
+    args = build_parser(prog).parse_args(argv)
+    configure_logging()
+    from gado_bids import runtime
+    runtime.limit_threads(args.nthreads)  # before ANTs / torch are imported
+    try:
+        if args.analysis_level == "participant":
+            from gado_bids.workflows.participant import run_participant_level
+            return int(run_participant_level(args))
+        from gado_bids.workflows.group import run_group_level
+        return int(run_group_level(args))
+    except GadoError as error:
+        LOG.error("%s", error)
+        return int(error.exit_code)
+    except KeyboardInterrupt:
+        LOG.error("interrupted: outputs already complete are kept; re-run to finish the rest")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""A demo BIDS dataset simulated from the bundled template: no download, no shared data."""

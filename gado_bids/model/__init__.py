@@ -1,0 +1,1 @@
+"""The synthesis networks, their weights and the device they run on."""

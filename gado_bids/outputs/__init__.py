@@ -1,0 +1,1 @@
+"""Writing the BIDS Derivatives dataset: names, sidecars, dataset_description, atomic writes."""

@@ -1,0 +1,48 @@
+"""Atomic writes: a file appears under its final name complete or not at all.
+
+Each writer fills a hidden temporary file in the destination folder (same file system, so the
+final os.replace is atomic; hidden, so BIDS tools ignore leftovers of a killed run) and renames it.
+"""
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+
+
+@contextlib.contextmanager
+def atomic_path(final_path: Path):
+    """Yield a temporary path next to final_path; on success move it into place."""
+    final_path = Path(final_path)
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(final_path.suffixes)  # keep .nii.gz so writers pick the right format
+    handle, temporary = tempfile.mkstemp(prefix=f".{final_path.name}.partial-", suffix=suffix,
+                                         dir=final_path.parent)
+    os.close(handle)
+    temporary = Path(temporary)
+    try:
+        yield temporary
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, final_path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def write_bytes(final_path: Path, payload: bytes) -> Path:
+    with atomic_path(final_path) as temporary:
+        temporary.write_bytes(payload)
+    return Path(final_path)
+
+
+def write_json(final_path: Path, content) -> Path:
+    return write_bytes(final_path, (json.dumps(content, indent=2, sort_keys=False) + "\n").encode())
+
+
+def save_nifti(image: nib.Nifti1Image, final_path: Path) -> Path:
+    with atomic_path(final_path) as temporary:
+        nib.save(image, str(temporary))
+    return Path(final_path)

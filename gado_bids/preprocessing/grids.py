@@ -1,0 +1,64 @@
+"""The two model-facing grids and exact maps between them.
+
+Cropped template grid: 169x208x179 voxels at 1 mm, the size Clinica's t1-linear crops to. On our
+template (nilearn's MNI152NLin2009aSym, 197x233x189) the box is voxels x 14:183, y 14:222, z 0:179:
+centred on the template brain's bounding box (x 26-170, y 27-207) and starting at the lowest
+brain slice (the template's brain touches z = 0), so the whole template brain lies inside it.
+
+Network grid: 128^3, each axis of the cropped grid resampled trilinearly with its end voxels
+aligned ("align corners"), so that both directions are the same linear coordinate map.
+"""
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from gado_bids.preprocessing.template import template_t1
+
+CROP_START = (14, 14, 0)
+CROP_SHAPE = (169, 208, 179)
+NETWORK_SHAPE = (128, 128, 128)
+
+
+def cropped_template_affine() -> np.ndarray:
+    affine = template_t1().affine.copy()
+    affine[:3, 3] = affine[:3, :3] @ np.array(CROP_START) + affine[:3, 3]
+    return affine
+
+
+def crop_template_volume(volume: np.ndarray) -> np.ndarray:
+    box = tuple(slice(s, s + n) for s, n in zip(CROP_START, CROP_SHAPE))
+    return np.asarray(volume)[box]
+
+
+def _scales(source_shape, target_shape):
+    return np.array([(s - 1) / (t - 1) for s, t in zip(source_shape, target_shape)])
+
+
+def network_affine() -> np.ndarray:
+    """Voxel-to-world of the 128^3 grid (so network-space files overlay the template)."""
+    scaling = np.diag(list(_scales(CROP_SHAPE, NETWORK_SHAPE)) + [1.0])
+    return cropped_template_affine() @ scaling
+
+
+def _resample(volume, source_shape, target_shape, order):
+    scales = _scales(source_shape, target_shape)
+    coordinates = np.indices(target_shape, dtype=np.float32) * scales[:, None, None, None].astype(
+        np.float32)
+    return ndimage.map_coordinates(np.asarray(volume, np.float32), coordinates, order=order,
+                                   mode="nearest")
+
+
+def crop_to_network(volume: np.ndarray, order: int = 1) -> np.ndarray:
+    return _resample(volume, CROP_SHAPE, NETWORK_SHAPE, order)
+
+
+def network_to_crop(volume: np.ndarray, order: int = 1) -> np.ndarray:
+    return _resample(volume, NETWORK_SHAPE, CROP_SHAPE, order)
+
+
+def as_crop_image(volume: np.ndarray) -> nib.Nifti1Image:
+    return nib.Nifti1Image(np.asarray(volume, np.float32), cropped_template_affine())
+
+
+def as_network_image(volume: np.ndarray) -> nib.Nifti1Image:
+    return nib.Nifti1Image(np.asarray(volume, np.float32), network_affine())

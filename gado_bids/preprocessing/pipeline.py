@@ -1,0 +1,146 @@
+"""Preprocess one session the way the model expects (Clinica t1-linear, plus masking).
+
+For the ce scan: brain mask -> N4 in the mask -> affine registration of the brain to the MNI
+template -> resampling into the cropped template grid (169x208x179, 1 mm) -> normalisation
+(preprocessing.intensity) -> 128^3 network grid. The session's non-contrast scan gets the same
+steps, except that it is registered rigidly to the ce scan and reaches the template through the
+ce scan's affine, so the two land in the same grid with one interpolation each.
+"""
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import nibabel as nib
+import numpy as np
+
+from gado_bids.preprocessing import brain_mask, grids, intensity, registration
+from gado_bids.preprocessing.template import template_brain_mask, template_t1
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class PreprocessedScan:
+    n4_native: nib.Nifti1Image  # bias-corrected, native grid
+    native_mask: np.ndarray  # bool, native grid
+    mask_method: str
+    crop: np.ndarray  # normalised, cropped template grid
+    crop_mask: np.ndarray  # bool, cropped template grid
+    network_input: np.ndarray  # normalised, 128^3
+    anchor: float  # the intensity normalisation's scale (preprocessing.intensity)
+    transforms: list  # ANTs transform files, native -> template (apply order as ANTs lists it)
+    template_mask_dice: float  # QC: template brain warped to native vs native mask
+    timings: dict = field(default_factory=dict)
+
+
+@dataclass
+class PreprocessedSession:
+    ce: PreprocessedScan
+    reference: Optional[PreprocessedScan]
+    ce_to_template: str  # .mat
+    reference_to_ce: Optional[str]  # .mat
+
+
+def _crop_reference():
+    return registration.to_ants(grids.as_crop_image(np.zeros(grids.CROP_SHAPE, np.float32)))
+
+
+class _Timer:
+    def __init__(self):
+        self.timings = {}
+
+    def __call__(self, name):
+        timer = self
+
+        class _Stage:
+            def __enter__(self):
+                self.started = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.timings[name] = round(timer.timings.get(name, 0) +
+                                            time.perf_counter() - self.started, 2)
+        return _Stage()
+
+
+def _mask_and_correct(image: nib.Nifti1Image, mask_method: str, seed: int, timer):
+    with timer("masking"):
+        mask, method = brain_mask.native_brain_mask(image, mask_method, seed)
+    native = registration.to_ants(image)
+    mask_ants = native.new_image_like(mask.astype(np.float32))
+    with timer("n4"):
+        corrected = registration.n4(native, mask_ants)
+    return native, corrected, mask, mask_ants, method
+
+
+def _finish(corrected, mask, mask_ants, method, transforms, invert, timer) -> PreprocessedScan:
+    crop_reference = _crop_reference()
+    with timer("resampling"):
+        crop = registration.apply(crop_reference, corrected, transforms).numpy()
+        crop_mask = registration.apply(crop_reference, mask_ants, transforms,
+                                       "nearestNeighbor").numpy() > 0.5
+        crop = np.clip(crop, 0, None)
+    with timer("normalisation"):
+        normalised, anchor = intensity.normalise(crop, crop_mask)
+        network_input = grids.crop_to_network(normalised)
+    with timer("masking"):
+        template_mask = registration.to_ants(template_brain_mask())
+        # Back through the inverse: the template's own brain, seen in the subject's grid.
+        back = registration.apply(corrected, template_mask, transforms[::-1], "nearestNeighbor",
+                                  invert=[not flag for flag in invert[::-1]]).numpy() > 0.5
+        agreement = brain_mask.dice(back, mask)
+    return PreprocessedScan(registration.to_nibabel(corrected), mask, method, normalised,
+                            crop_mask, network_input, anchor, list(transforms), agreement,
+                            timer.timings)
+
+
+def preprocess_session(ce_image: nib.Nifti1Image, reference_image: Optional[nib.Nifti1Image],
+                       work_dir: Path, seed: int, mask_method: str = "auto") -> PreprocessedSession:
+    registration.set_seed(seed)
+    template = registration.to_ants(template_t1())
+    timer = _Timer()
+    _, ce_corrected, ce_mask, ce_mask_ants, ce_method = _mask_and_correct(
+        ce_image, mask_method, seed, timer)
+    with timer("registration"):
+        ce_to_template = registration.register(template, ce_corrected * ce_mask_ants,
+                                               registration.TEMPLATE_TRANSFORM, work_dir)
+    ce = _finish(ce_corrected, ce_mask, ce_mask_ants, ce_method, [ce_to_template], [False],
+                 timer)
+    LOG.info("ce scan preprocessed (%s mask, template Dice %.3f): %s", ce_method,
+             ce.template_mask_dice, ce.timings)
+    if reference_image is None:
+        return PreprocessedSession(ce, None, ce_to_template, None)
+
+    timer = _Timer()
+    _, ref_corrected, ref_mask, ref_mask_ants, ref_method = _mask_and_correct(
+        reference_image, mask_method, seed, timer)
+    with timer("registration"):
+        reference_to_ce = registration.register(ce_corrected * ce_mask_ants,
+                                                ref_corrected * ref_mask_ants, "Rigid", work_dir)
+    reference = _finish(ref_corrected, ref_mask, ref_mask_ants, ref_method,
+                        [ce_to_template, reference_to_ce], [False, False], timer)
+    LOG.info("non-contrast scan preprocessed (%s mask, template Dice %.3f): %s", ref_method,
+             reference.template_mask_dice, reference.timings)
+    return PreprocessedSession(ce, reference, ce_to_template, reference_to_ce)
+
+
+def crop_to_native(volume: np.ndarray, native_image: nib.Nifti1Image, transforms: list,
+                   label: bool = False) -> np.ndarray:
+    """Bring a cropped-template-grid volume back onto a scan's native grid.
+
+    transforms are the scan's native -> template list (PreprocessedScan.transforms); labels use
+    nearest-neighbour, images linear interpolation.
+    """
+    moving = registration.to_ants(grids.as_crop_image(volume))
+    fixed = registration.to_ants(native_image)
+    out = registration.apply(fixed, moving, transforms[::-1],
+                             "nearestNeighbor" if label else "linear",
+                             invert=[True] * len(transforms))
+    return out.numpy()
+
+
+def network_to_native(volume: np.ndarray, native_image: nib.Nifti1Image, transforms: list,
+                      label: bool = False) -> np.ndarray:
+    crop = grids.network_to_crop(volume, order=0 if label else 1)
+    return crop_to_native(crop, native_image, transforms, label)

@@ -1,0 +1,34 @@
+"""Process-wide settings that must happen before heavy imports: threads and scratch locations.
+
+In a read-only container only the output and work folders are writable, so every library that
+caches or spills to disk (tempfile users such as ANTs registration, matplotlib, torch) is pointed
+at the work folder.
+"""
+import os
+import tempfile
+from pathlib import Path
+
+THREAD_VARIABLES = ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS",
+                    "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def limit_threads(nthreads):
+    if nthreads:
+        for variable in THREAD_VARIABLES:
+            os.environ[variable] = str(nthreads)
+
+
+def apply_torch_threads(nthreads):
+    if nthreads:
+        import torch
+        torch.set_num_threads(nthreads)
+
+
+def redirect_scratch(work_dir: Path):
+    for variable, sub in (("TMPDIR", "tmp"), ("MPLCONFIGDIR", "matplotlib"),
+                          ("TORCHINDUCTOR_CACHE_DIR", "torchinductor"),
+                          ("XDG_CACHE_HOME", "cache")):
+        folder = Path(work_dir) / sub
+        folder.mkdir(parents=True, exist_ok=True)
+        os.environ[variable] = str(folder)
+    tempfile.tempdir = os.environ["TMPDIR"]

@@ -1,0 +1,1 @@
+"""Participant- and group-level orchestration: loops, failure isolation, summaries."""

@@ -1,0 +1,114 @@
+"""Participant level: select scans, then process each participant in isolation.
+
+One participant failing (corrupt file, failed registration, ...) is logged with its reason and
+never stops the others; the run ends with a summary and exit code 1 if anything failed.
+"""
+import contextlib
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from gado_bids import runtime
+from gado_bids.discovery import selection as discovery
+from gado_bids.discovery.validation import (check_bids_dir_readable, read_dataset_description,
+                                            validate_bids_dataset)
+from gado_bids.errors import GadoError
+from gado_bids.outputs import derivatives
+from gado_bids.workflows.summary import RunSummary
+
+LOG = logging.getLogger("gadosynth")
+
+
+@dataclass
+class RunContext:
+    bids_dir: Path
+    output_dir: Path
+    work_dir: Path
+    seed: int
+    nthreads: int
+    overwrite: bool
+    device: object = None
+
+    @property
+    def provenance(self) -> dict:
+        return {"SoftwareVersions": derivatives.software_versions(), "RandomSeed": self.seed,
+                "Threads": self.nthreads}
+
+
+def open_input(args):
+    """Checks shared by both levels: readable BIDS input, usable output location, the selection."""
+    bids_dir = check_bids_dir_readable(args.bids_dir)
+    derivatives.check_output_location(bids_dir, args.output_dir)
+    description = read_dataset_description(bids_dir)
+    if args.skip_bids_validator:
+        LOG.info("BIDS validation skipped (--skip_bids_validator)")
+    else:
+        started = time.time()
+        validate_bids_dataset(bids_dir)
+        LOG.info("input dataset passed BIDS validation (%.1f s)", time.time() - started)
+    filters = discovery.load_filter_file(args.bids_filter_file)
+    layout = discovery.open_layout(bids_dir)
+    selection = discovery.select_scans(layout, ce_label=args.ce_label,
+                                       participant_labels=args.participant_label,
+                                       session_labels=args.session_label, filters=filters)
+    return bids_dir, description, selection
+
+
+@contextlib.contextmanager
+def work_area(output_dir: Path, requested: Path, keep: bool):
+    """A private scratch folder per run; removed at the end unless --keep_work."""
+    parent = derivatives.ensure_writable_dir(Path(requested) if requested else output_dir,
+                                             "the work folder")
+    folder = Path(tempfile.mkdtemp(prefix=".gadosynth-work-", dir=parent))
+    try:
+        yield folder
+    finally:
+        if keep:
+            LOG.info("intermediate files kept in %s", folder)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_participant_level(args) -> int:
+    bids_dir, description, selection = open_input(args)
+    output_dir = derivatives.prepare_output_dataset(bids_dir, args.output_dir, description,
+                                                    args.overwrite)
+    from gado_bids.model.device import resolve_device
+    device = resolve_device(args.device)
+    n_scans = sum(len(jobs) for jobs in selection.jobs_by_subject.values())
+    LOG.info("%d participant(s), %d ce-%s scan(s) selected; output: %s",
+             len(selection.jobs_by_subject), n_scans, args.ce_label, output_dir)
+    summary = RunSummary()
+    for subject in selection.subjects_without_ce:
+        summary.add(subject, "skipped", f"no ce-{args.ce_label} T1w scan")
+    with work_area(output_dir, args.work_dir, args.keep_work) as work_dir:
+        runtime.redirect_scratch(work_dir)
+        runtime.apply_torch_threads(args.nthreads)
+        context = RunContext(bids_dir, output_dir, work_dir, args.seed, args.nthreads or 0,
+                             args.overwrite, device)
+        from gado_bids.workflows.scan import process_scan
+        subjects = sorted(selection.jobs_by_subject)
+        for position, subject in enumerate(subjects, 1):
+            jobs = selection.jobs_by_subject[subject]
+            LOG.info("[%d/%d] sub-%s: %d scan(s)", position, len(subjects), subject, len(jobs))
+            started = time.time()
+            try:
+                statuses = [process_scan(job, context) for job in jobs]
+            except GadoError as error:
+                summary.add(subject, "failed", str(error), time.time() - started)
+                LOG.error("sub-%s failed: %s", subject, error)
+                continue
+            except Exception as error:  # isolate any bug or library failure to this participant
+                LOG.exception("sub-%s failed with an unexpected error", subject)
+                summary.add(subject, "failed", f"{type(error).__name__}: {error}",
+                            time.time() - started)
+                continue
+            status = "skipped" if all(s == "complete" for s in statuses) else "succeeded"
+            reason = "outputs already complete (use --overwrite to recompute)" \
+                if status == "skipped" else ""
+            summary.add(subject, status, reason, time.time() - started)
+    summary.log()
+    return summary.exit_code
