@@ -15,8 +15,10 @@ gadosynth turns gadolinium contrast-enhanced T1-weighted brain MRI (BIDS `ce-gad
 synthetic non-contrast T1w images with a 3D U-Net (Bottani et al., SPIE Medical Imaging 2022), so
 that tools built for non-contrast scans (SPM, FSL, ANTs, FreeSurfer) can use them.
 
-  participant  preprocess and translate every selected ce- scan (one or more participants)
-  group        compare synthetic and real non-contrast scans across participants (report)
+  participant  preprocess every selected ce- scan and its session's non-contrast T1w
+               (version 0.1: stops after preprocessing; the synthesis model is not bundled yet)
+  group        inventory of the participant-level outputs
+               (version 0.1: the similarity / tissue-volume report is not implemented yet)
 """
 
 EPILOG = """\
@@ -77,6 +79,7 @@ def _seed(value: str) -> int:
 def build_parser(prog: str = "gadosynth") -> argparse.ArgumentParser:
     parser = BidsAppArgumentParser(
         prog=prog, description=DESCRIPTION, epilog=EPILOG,
+        usage="%(prog)s bids_dir output_dir {participant,group} [options]",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bids_dir", type=Path,
                         help="the root of the input BIDS dataset (read only; never written)")
@@ -84,8 +87,8 @@ def build_parser(prog: str = "gadosynth") -> argparse.ArgumentParser:
                         help="where the BIDS Derivatives dataset is written (created if missing); "
                              "must not lie inside bids_dir except under bids_dir/derivatives/")
     parser.add_argument("analysis_level", choices=["participant", "group"],
-                        help="participant: synthesise each selected participant's ce- scans; "
-                             "group: similarity and tissue-volume report over all participants")
+                        help="participant: process each selected participant's ce- scans; "
+                             "group: summarise all participants")
 
     selection = parser.add_argument_group("selecting the data")
     selection.add_argument("--participant_label", "--participant-label", nargs="+",

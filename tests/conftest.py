@@ -1,0 +1,57 @@
+"""Shared fixtures: the simulated demo dataset (always) and the real shared data (when present)."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("GADOSYNTH_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def run_cli(*args, cwd=None):
+    """Run run.py as a user would, in a fresh process; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, str(REPO / "run.py"), *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=1200)
+
+
+@pytest.fixture(scope="session")
+def demo_bids(tmp_path_factory):
+    from gado_bids.demo.simulate import write_demo_dataset
+    return write_demo_dataset(tmp_path_factory.mktemp("demo") / "bids", n_subjects=3, seed=0)
+
+
+@pytest.fixture(scope="session")
+def demo_participant_run(demo_bids, tmp_path_factory):
+    """The participant level run once over the whole demo dataset."""
+    output = tmp_path_factory.mktemp("demo-out") / "gadosynth"
+    result = run_cli(demo_bids, output, "participant", "--nthreads", "2")
+    return result, output
+
+
+@pytest.fixture
+def copy_of_demo(demo_bids, tmp_path):
+    """A private, writable copy of the demo dataset for tests that break it."""
+    target = tmp_path / "bids"
+    shutil.copytree(demo_bids, target)
+    return target
+
+
+def _shared(name):
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"shared data not found at {path}: these tests need ../shared/data/{name} "
+                    "beside the repository (or GADOSYNTH_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def gado_pairs():
+    return _shared("gado-pairs")
+
+
+@pytest.fixture(scope="session")
+def wholehead_pair():
+    return _shared("wholehead-pair")

@@ -1,0 +1,83 @@
+"""The command line as a BIDS App user meets it: help, version, usage errors and exit codes."""
+import json
+
+import pytest
+
+from conftest import REPO, run_cli
+from gado_bids.cli.parser import build_parser
+from gado_bids.errors import ExitCode
+
+OPTIONS = ["--participant_label", "--session_label", "--ce_label", "--bids_filter_file",
+           "--skip_bids_validator", "--device", "--nthreads", "--seed", "--work_dir",
+           "--keep_work", "--overwrite", "--version"]
+
+
+def test_help_lists_every_option_and_the_exit_codes():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: run.py bids_dir output_dir {participant,group}")
+    for option in OPTIONS:
+        assert option in result.stdout
+    assert "64 usage error" in result.stdout and "Bottani" in result.stdout
+
+
+def test_version_prints_the_version_file():
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"gadosynth {(REPO / 'version').read_text().strip()}"
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ([], "the following arguments are required"),
+    (["in", "out", "subject"], "invalid choice: 'subject'"),
+    (["in", "out", "participant", "--device", "gpu"], "'gpu' is not a device"),
+    (["in", "out", "participant", "--participant_label", "01_a"], "not a BIDS label"),
+    (["in", "out", "participant", "--session_label", "ses-0 1"], "not a BIDS label"),
+    (["in", "out", "participant", "--nthreads", "0"], "must be a whole number >= 1"),
+    (["in", "out", "participant", "--seed", "-3"], "must be a whole number in"),
+    (["in", "out", "participant", "--no-such-option"], "unrecognized arguments"),
+])
+def test_usage_errors_exit_64_with_a_message(arguments, message):
+    result = run_cli(*arguments)
+    assert result.returncode == ExitCode.USAGE
+    assert message in result.stderr
+
+
+def test_labels_accept_the_prefix_or_not():
+    parser = build_parser()
+    args = parser.parse_args(["b", "o", "participant", "--participant_label", "sub-01", "02",
+                              "--session_label", "ses-pre", "post"])
+    assert args.participant_label == ["01", "02"]
+    assert args.session_label == ["pre", "post"]
+
+
+def test_defaults_are_documented_values():
+    args = build_parser().parse_args(["b", "o", "group"])
+    assert (args.device, args.seed, args.ce_label, args.overwrite) == ("auto", 42, "gadolinium",
+                                                                       False)
+
+
+def test_boutiques_descriptor_matches_the_parser():
+    descriptor = json.loads((REPO / "gado_bids" / "resources" / "boutiques.json").read_text())
+    parser = build_parser()
+    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "version")}
+    inputs = {i["id"]: i for i in descriptor["inputs"]}
+    assert set(inputs) == set(actions)
+    for dest, action in actions.items():
+        if action.option_strings:
+            assert inputs[dest]["command-line-flag"] == action.option_strings[0]
+            assert inputs[dest]["optional"] is True
+        else:
+            assert inputs[dest]["optional"] is False
+        if action.choices:
+            assert inputs[dest]["value-choices"] == list(action.choices)
+        assert inputs[dest]["value-key"] in descriptor["command-line"]
+    assert descriptor["tool-version"] == (REPO / "version").read_text().strip()
+    positional = [a.dest for a in parser._actions if not a.option_strings and a.dest != "help"]
+    order = descriptor["command-line"].split()
+    assert order[1:4] == [f"[{p.upper()}]" for p in positional]
+
+
+def test_boutiques_descriptor_is_valid():
+    from boutiques import bosh
+    assert bosh(["validate", str(REPO / "gado_bids" / "resources" / "boutiques.json")]) is None
