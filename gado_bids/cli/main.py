@@ -12,6 +12,7 @@ def configure_logging():
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s [gadosynth] %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
+    logging.getLogger("bids").setLevel(logging.WARNING)  # pybids chatter about its schema
 
 
 def main(argv=None, prog="gadosynth") -> int:

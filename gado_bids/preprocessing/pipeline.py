@@ -67,7 +67,9 @@ class _Timer:
 def _mask_and_correct(image: nib.Nifti1Image, mask_method: str, seed: int, timer):
     with timer("masking"):
         mask, method = brain_mask.native_brain_mask(image, mask_method, seed)
-    native = registration.to_ants(image)
+    # Magnitude images are positive; negatives are resampling overshoot and break N4's log.
+    native = registration.to_ants(
+        nib.Nifti1Image(np.clip(image.get_fdata(dtype=np.float32), 0, None), image.affine))
     mask_ants = native.new_image_like(mask.astype(np.float32))
     with timer("n4"):
         corrected = registration.n4(native, mask_ants)

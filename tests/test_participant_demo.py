@@ -1,0 +1,176 @@
+"""The participant and group levels on the simulated demo dataset: outputs, sidecars, options."""
+import json
+import os
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from conftest import REPO, run_cli
+from gado_bids.discovery.selection import open_layout, select_scans
+from gado_bids.outputs import derivatives
+from gado_bids.preprocessing import grids
+from gado_bids.workflows.scan import planned_outputs
+
+SPACE = "MNI152NLin2009aSym"
+
+
+def _jobs(bids_dir):
+    return [j for jobs in select_scans(open_layout(bids_dir)).jobs_by_subject.values()
+            for j in jobs]
+
+
+def test_participant_level_succeeds_on_every_demo_subject(demo_participant_run):
+    result, output = demo_participant_run
+    assert result.returncode == 0, result.stderr
+    assert "summary: 3 succeeded, 0 skipped, 0 failed" in result.stderr
+    assert "[1/3] sub-01" in result.stderr and "[3/3] sub-03" in result.stderr
+
+
+def test_dataset_description_is_a_bids_derivative(demo_participant_run, demo_bids):
+    _, output = demo_participant_run
+    description = json.loads((output / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    assert description["GeneratedBy"][0]["Name"] == "gadosynth"
+    assert description["GeneratedBy"][0]["Version"] == (REPO / "version").read_text().strip()
+    assert description["SourceDatasets"][0]["URL"] == demo_bids.resolve().as_uri()
+    assert description["DatasetLinks"]["raw"] == demo_bids.resolve().as_uri()
+
+
+def test_every_planned_output_exists_with_a_valid_sidecar(demo_participant_run, demo_bids):
+    _, output = demo_participant_run
+    jobs = _jobs(demo_bids)
+    assert len(jobs) == 3
+    for job in jobs:
+        planned = planned_outputs(job, output)
+        assert len(planned) == 10  # ce: 6 files + QC figure; non-contrast: 3 files
+        for path in planned.values():
+            assert derivatives.output_is_complete(path), path
+            sidecar = json.loads(derivatives.sidecar_path(path).read_text())
+            assert sidecar["Sources"][0].startswith("bids:raw:sub-")
+            assert sidecar["RandomSeed"] == 42
+            assert sidecar["SoftwareVersions"]["gadosynth"] == (REPO / "version").read_text().strip()
+            assert sidecar["SoftwareVersions"]["antspyx"] == "0.6.3"
+        # geometry: the documented grids
+        crop = nib.load(str(planned["ce_crop"]))
+        assert crop.shape == grids.CROP_SHAPE and np.allclose(crop.header.get_zooms(), 1)
+        assert nib.load(str(planned["ce_network"])).shape == grids.NETWORK_SHAPE
+        assert nib.load(str(planned["ref_crop"])).shape == grids.CROP_SHAPE
+        n4 = nib.load(str(planned["ce_n4"]))
+        source = nib.load(str(job.ce_path))
+        assert n4.shape == source.shape and np.allclose(n4.affine, source.affine, atol=1e-4)
+        assert f"space-{SPACE}" in planned["ce_crop"].name
+
+
+def test_no_partial_files_are_left_behind(demo_participant_run):
+    _, output = demo_participant_run
+    assert not [p for p in output.rglob("*") if ".partial" in p.name or ".gadosynth-work" in p.name]
+
+
+def test_tampered_output_is_not_complete(demo_participant_run, demo_bids, tmp_path):
+    _, output = demo_participant_run
+    job = _jobs(demo_bids)[0]
+    path = planned_outputs(job, output)["ce_crop"]
+    copy = tmp_path / path.name
+    copy.write_bytes(path.read_bytes())
+    (tmp_path / derivatives.sidecar_path(path).name).write_text(
+        derivatives.sidecar_path(path).read_text())
+    assert derivatives.output_is_complete(copy)
+    copy.write_bytes(path.read_bytes()[:-100])
+    assert not derivatives.output_is_complete(copy)
+
+
+def test_rerun_skips_complete_participants_and_overwrite_recomputes(demo_bids, tmp_path):
+    output = tmp_path / "out"
+    work = tmp_path / "work"
+    first = run_cli(demo_bids, output, "participant", "--participant_label", "02",
+                    "--seed", "7", "--work_dir", work, "--keep_work", "--nthreads", "1")
+    assert first.returncode == 0, first.stderr
+    kept = list(work.glob(".gadosynth-work-*"))
+    assert len(kept) == 1 and "intermediate files kept" in first.stderr
+    crop = next(output.rglob("*ce-gadolinium_space-*_desc-preproc_T1w.nii.gz"))
+    sidecar = json.loads(derivatives.sidecar_path(crop).read_text())
+    assert sidecar["RandomSeed"] == 7 and sidecar["Threads"] == 1
+    stamp = crop.stat().st_mtime_ns
+
+    second = run_cli(demo_bids, output, "participant", "--participant_label", "02",
+                     "--work_dir", work)
+    assert second.returncode == 0
+    assert "sub-02: skipped" in second.stderr and "outputs already complete" in second.stderr
+    assert crop.stat().st_mtime_ns == stamp
+    assert len(list(work.glob(".gadosynth-work-*"))) == 1  # the second run cleaned its own
+
+    # A damaged output is detected (not assumed complete) and recomputed.
+    crop.write_bytes(crop.read_bytes()[:1000])
+    third = run_cli(demo_bids, output, "participant", "--participant_label", "02")
+    assert "sub-02: succeeded" in third.stderr
+    assert derivatives.output_is_complete(crop)
+
+    fourth = run_cli(demo_bids, output, "participant", "--participant_label", "sub-02",
+                     "--overwrite", "--seed", "7", "--nthreads", "1")
+    assert "sub-02: succeeded" in fourth.stderr
+    # Same seed, same thread count, same input: byte-identical preprocessing.
+    assert json.loads(derivatives.sidecar_path(crop).read_text())["FileSha256"] == \
+        sidecar["FileSha256"]
+
+
+def test_session_filter_and_subjects_without_ce_are_reported(copy_of_demo, tmp_path):
+    for path in (copy_of_demo / "sub-03").rglob("*ce-gadolinium*"):
+        path.unlink()
+    result = run_cli(copy_of_demo, tmp_path / "out", "participant", "--participant_label",
+                     "03", "--session_label", "01")
+    # sub-03 alone was asked for and has no ce scan: nothing selected
+    assert result.returncode == 18
+    layout = open_layout(copy_of_demo)
+    selection = select_scans(layout, participant_labels=["01", "03"])
+    assert list(selection.jobs_by_subject) == ["01"] and selection.subjects_without_ce == ["03"]
+
+
+def test_bids_filter_file_selects_scans(copy_of_demo):
+    from gado_bids.discovery.selection import load_filter_file
+    anat = copy_of_demo / "sub-01" / "ses-01" / "anat"
+    for name in ("ce-gadolinium_T1w", "T1w"):
+        (anat / f"sub-01_ses-01_{name}.nii.gz").rename(
+            anat / f"sub-01_ses-01_{name.replace('T1w', 'run-2_T1w').replace('ce-gadolinium_run', 'ce-gadolinium_run')}.nii.gz")
+    filters_path = copy_of_demo.parent / "filters.json"
+    filters_path.write_text('{"ce_t1w": {"run": null}}')
+    selection = select_scans(open_layout(copy_of_demo), filters=load_filter_file(filters_path))
+    assert sorted(selection.jobs_by_subject) == ["02", "03"]
+    selection = select_scans(open_layout(copy_of_demo))
+    job = selection.jobs_by_subject["01"][0]
+    assert job.entities["run"] == 2 and job.reference_path.name == "sub-01_ses-01_run-2_T1w.nii.gz"
+
+
+def test_group_level_inventories_the_participant_outputs(demo_participant_run, demo_bids):
+    _, output = demo_participant_run
+    result = run_cli(demo_bids, output, "group")
+    assert result.returncode == 0, result.stderr
+    rows = (output / "group" / "desc-inventory_scans.tsv").read_text().splitlines()
+    assert rows[0].split("\t") == ["participant_id", "session_id", "ce_scan", "has_reference",
+                                   "participant_level"]
+    assert [r.split("\t")[-1] for r in rows[1:]] == ["complete"] * 3
+
+
+def test_group_level_without_participant_outputs_exits_66(demo_bids, tmp_path):
+    result = run_cli(demo_bids, tmp_path / "empty", "group")
+    assert result.returncode == 66 and "run the participant level first" in result.stderr
+
+
+def test_nthreads_reaches_the_libraries(monkeypatch):
+    from gado_bids import runtime
+    for variable in runtime.THREAD_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    runtime.limit_threads(3)
+    assert all(os.environ[v] == "3" for v in runtime.THREAD_VARIABLES)
+
+
+def test_device_resolution_without_and_with_cuda():
+    from gado_bids.errors import GadoError
+    from gado_bids.model.device import resolve_device
+    assert str(resolve_device("auto", cuda_available=False)) == "cpu"
+    assert str(resolve_device("auto", cuda_available=True, cuda_count=1)) == "cuda:0"
+    assert str(resolve_device("cuda:1", cuda_available=True, cuda_count=2)) == "cuda:1"
+    with pytest.raises(GadoError, match="only 2 CUDA GPU"):
+        resolve_device("cuda:2", cuda_available=True, cuda_count=2)
+    with pytest.raises(GadoError, match="sees no CUDA GPU"):
+        resolve_device("cuda", cuda_available=False)

@@ -1,0 +1,110 @@
+"""Preprocessing on real scans (../shared/data): registration, masks, the inverse path."""
+import time
+
+import numpy as np
+import pytest
+
+from gado_bids.discovery.nifti_checks import load_3d_image
+from gado_bids.preprocessing import brain_mask, grids, intensity
+from gado_bids.preprocessing.pipeline import crop_to_native, network_to_native, preprocess_session
+from gado_bids.preprocessing.template import template_brain_mask
+
+pytestmark = pytest.mark.shared_data
+
+
+def _pair(root, subject):
+    anat = root / f"sub-{subject}" / "ses-01" / "anat"
+    return (load_3d_image(anat / f"sub-{subject}_ses-01_ce-gadolinium_T1w.nii.gz"),
+            load_3d_image(anat / f"sub-{subject}_ses-01_T1w.nii.gz"))
+
+
+@pytest.fixture(scope="module", params=["005", "033"])
+def gado_session(request, gado_pairs, tmp_path_factory):
+    ce, reference = _pair(gado_pairs, request.param)
+    started = time.time()
+    session = preprocess_session(ce, reference, tmp_path_factory.mktemp("work"), seed=0)
+    print(f"sub-{request.param}: preprocessed in {time.time() - started:.0f} s")
+    return request.param, ce, reference, session
+
+
+def _smoothed_correlation(first, second, mask, shift=0):
+    from scipy import ndimage
+    a = ndimage.gaussian_filter(np.minimum(first, np.percentile(first[mask], 97)), 2)
+    b = ndimage.gaussian_filter(second, 2)
+    if shift:
+        b = np.roll(b, shift, axis=1)
+    return float(np.corrcoef(a[mask], b[mask])[0, 1])
+
+
+def test_pre_and_post_contrast_land_in_the_same_grid(gado_session):
+    subject, _, _, session = gado_session
+    mask = session.ce.crop_mask & session.reference.crop_mask
+    aligned = _smoothed_correlation(session.ce.crop, session.reference.crop, mask)
+    misaligned = _smoothed_correlation(session.ce.crop, session.reference.crop, mask, shift=6)
+    print(f"sub-{subject}: ce/non-ce correlation in brain {aligned:.3f} (6 mm off: {misaligned:.3f})")
+    assert aligned > 0.6
+    assert aligned > misaligned + 0.1
+    assert brain_mask.dice(session.ce.crop_mask, session.reference.crop_mask) > 0.95
+
+
+def test_masks_agree_with_the_dataset_skull_strip_and_the_template(gado_session):
+    subject, ce, _, session = gado_session
+    assert session.ce.mask_method == "support"  # BraTS scans are recognised as skull-stripped
+    stripped = np.asarray(ce.dataobj) > 0
+    assert brain_mask.dice(session.ce.native_mask, stripped) > 0.98
+    # Independent check: the template's brain warped back onto the scan.
+    print(f"sub-{subject}: template-warped brain vs dataset strip Dice "
+          f"{session.ce.template_mask_dice:.3f}")
+    assert session.ce.template_mask_dice > 0.85
+
+
+def test_mask_round_trip_native_template_native(gado_session):
+    _, ce, _, session = gado_session
+    back = crop_to_native(session.ce.crop_mask.astype(np.float32), ce, session.ce.transforms,
+                          label=True)
+    assert back.shape == ce.shape
+    assert brain_mask.dice(back, session.ce.native_mask) >= 0.95
+    back128 = network_to_native(grids.crop_to_network(session.ce.crop_mask.astype(np.float32),
+                                                      order=0), ce, session.ce.transforms,
+                                label=True)
+    assert brain_mask.dice(back128, session.ce.native_mask) >= 0.93
+
+
+def test_image_round_trip_is_close_to_the_corrected_scan(gado_session):
+    _, ce, _, session = gado_session
+    back = crop_to_native(intensity.denormalise(session.ce.crop, session.ce.anchor), ce,
+                          session.ce.transforms)
+    original = session.ce.n4_native.get_fdata()
+    inner = brain_mask.largest_component(session.ce.native_mask)
+    from scipy import ndimage
+    inner = ndimage.binary_erosion(inner, iterations=3)
+    below_saturation = original < 1.9 * session.ce.anchor
+    keep = inner & below_saturation
+    assert np.corrcoef(back[keep], original[keep])[0, 1] > 0.95
+
+
+def test_normalisation_resists_enhancement(gado_session):
+    _, _, _, session = gado_session
+    for scan in (session.ce, session.reference):
+        inside = scan.crop[scan.crop_mask]
+        assert 0.0 <= inside.min() and inside.max() <= 1.0
+        assert 0.40 < np.median(inside) < 0.50  # white matter ~0.5, grey matter below
+    ce_p90 = np.percentile(session.ce.crop[session.ce.crop_mask], 90)
+    assert abs(ce_p90 - 0.5) < 0.01
+
+
+def test_whole_head_scan_is_brain_extracted_and_registered(wholehead_pair, tmp_path):
+    ce, _ = _pair(wholehead_pair, "01")
+    started = time.time()
+    session = preprocess_session(ce, None, tmp_path, seed=0)
+    print(f"whole head: preprocessed in {time.time() - started:.0f} s, {session.ce.timings}")
+    assert session.ce.mask_method == "robex"
+    volume = session.ce.native_mask.sum() * brain_mask.voxel_volume_cm3(ce)
+    print(f"whole head: brain mask {volume:.0f} cm3, template Dice "
+          f"{session.ce.template_mask_dice:.3f}")
+    assert 900 < volume < 1900
+    template = grids.crop_template_volume(template_brain_mask().get_fdata() > 0)
+    centre_ours = np.argwhere(session.ce.crop_mask).mean(axis=0)
+    centre_template = np.argwhere(template).mean(axis=0)
+    assert np.linalg.norm(centre_ours - centre_template) < 10  # mm
+    assert brain_mask.dice(session.ce.crop_mask, template) > 0.8
