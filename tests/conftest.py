@@ -55,3 +55,21 @@ def gado_pairs():
 @pytest.fixture(scope="session")
 def wholehead_pair():
     return _shared("wholehead-pair")
+
+
+@pytest.fixture(scope="session")
+def demo_cache(demo_bids, tmp_path_factory):
+    """The demo dataset's training pairs, preprocessed and cached once."""
+    from gado_bids.discovery.selection import open_layout, select_scans
+    from gado_bids.training.cache import build_cache
+    work = tmp_path_factory.mktemp("train")
+    selection = select_scans(open_layout(demo_bids))
+    jobs = [j for s in sorted(selection.jobs_by_subject) for j in selection.jobs_by_subject[s]]
+    paths = build_cache(jobs, work / "cache")
+    return {"bids": demo_bids, "work": work, "paths": paths}
+
+
+@pytest.fixture(scope="session")
+def demo_pairs(demo_cache):
+    from gado_bids.training.cache import load_pair
+    return [load_pair(p) for p in demo_cache["paths"]]

@@ -88,7 +88,7 @@ def test_normalisation_resists_enhancement(gado_session):
     for scan in (session.ce, session.reference):
         inside = scan.crop[scan.crop_mask]
         assert 0.0 <= inside.min() and inside.max() <= 1.0
-        assert 0.40 < np.median(inside) < 0.50  # white matter ~0.5, grey matter below
+        assert 0.25 < np.median(inside) < 0.50  # white matter ~0.5, grey matter and CSF below
     ce_p90 = np.percentile(session.ce.crop[session.ce.crop_mask], 90)
     assert abs(ce_p90 - 0.5) < 0.01
 

@@ -15,8 +15,8 @@ gadosynth turns gadolinium contrast-enhanced T1-weighted brain MRI (BIDS `ce-gad
 synthetic non-contrast T1w images with a 3D U-Net (Bottani et al., SPIE Medical Imaging 2022), so
 that tools built for non-contrast scans (SPM, FSL, ANTs, FreeSurfer) can use them.
 
-  participant  preprocess every selected ce- scan and its session's non-contrast T1w
-               (version 0.1: stops after preprocessing; the synthesis model is not bundled yet)
+  participant  preprocess every selected ce- scan and translate it into a synthetic
+               non-contrast T1w (template and native grids), with a QC page per participant
   group        inventory of the participant-level outputs
                (version 0.1: the similarity / tissue-volume report is not implemented yet)
 """
@@ -107,6 +107,13 @@ def build_parser(prog: str = "gadosynth") -> argparse.ArgumentParser:
                                 '{"ce_t1w": {"acquisition": "mprage"}, "t1w": {...}}')
     selection.add_argument("--skip_bids_validator", "--skip-bids-validator", action="store_true",
                            help="do not validate the input dataset with the BIDS validator")
+
+    model = parser.add_argument_group("synthesis model")
+    model.add_argument("--model", choices=["attention-unet", "res-unet"], default="attention-unet",
+                       help="bundled network to use (default: %(default)s)")
+    model.add_argument("--weights", type=Path, metavar="FILE",
+                       help="weights file from gadosynth-train (best.pt) instead of the bundled "
+                            "weights; its network type is read from the file")
 
     compute = parser.add_argument_group("computation")
     compute.add_argument("--device", type=_device, default="auto",

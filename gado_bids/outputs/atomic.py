@@ -12,9 +12,18 @@ from pathlib import Path
 import nibabel as nib
 
 
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(final_path: Path):
-    """Yield a temporary path next to final_path; on success move it into place."""
+    """Yield a temporary path next to final_path; on success move it into place.
+
+    The final file gets the usual permissions (0666 less the umask), not mkstemp's private 0600:
+    outputs on shared clusters must stay readable by the group."""
     final_path = Path(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(final_path.suffixes)  # keep .nii.gz so writers pick the right format
@@ -26,6 +35,7 @@ def atomic_path(final_path: Path):
         yield temporary
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
+        os.chmod(temporary, _default_mode())
         os.replace(temporary, final_path)
     finally:
         if temporary.exists():

@@ -7,6 +7,8 @@ steps, except that it is registered rigidly to the ce scan and reaches the templ
 ce scan's affine, so the two land in the same grid with one interpolation each.
 """
 import logging
+import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ class PreprocessedScan:
     transforms: list  # ANTs transform files, native -> template (apply order as ANTs lists it)
     template_mask_dice: float  # QC: template brain warped to native vs native mask
     timings: dict = field(default_factory=dict)
+    peak_memory_gb: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -47,9 +50,20 @@ def _crop_reference():
     return registration.to_ants(grids.as_crop_image(np.zeros(grids.CROP_SHAPE, np.float32)))
 
 
+def _rss_gb() -> float:
+    try:
+        with open("/proc/self/statm") as stream:
+            return int(stream.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 30
+    except (OSError, ValueError):  # not Linux: memory is simply not reported
+        return 0.0
+
+
 class _Timer:
+    """Wall time and peak resident memory per stage (sampled every 50 ms)."""
+
     def __init__(self):
         self.timings = {}
+        self.peak_memory_gb = {}
 
     def __call__(self, name):
         timer = self
@@ -57,10 +71,22 @@ class _Timer:
         class _Stage:
             def __enter__(self):
                 self.started = time.perf_counter()
+                self.peak = _rss_gb()
+                self.done = threading.Event()
+                self.sampler = threading.Thread(target=self._sample, daemon=True)
+                self.sampler.start()
+
+            def _sample(self):
+                while not self.done.wait(0.05):
+                    self.peak = max(self.peak, _rss_gb())
 
             def __exit__(self, *exc):
+                self.done.set()
+                self.sampler.join()
                 timer.timings[name] = round(timer.timings.get(name, 0) +
                                             time.perf_counter() - self.started, 2)
+                timer.peak_memory_gb[name] = round(max(timer.peak_memory_gb.get(name, 0),
+                                                       self.peak, _rss_gb()), 3)
         return _Stage()
 
 
@@ -94,7 +120,7 @@ def _finish(corrected, mask, mask_ants, method, transforms, invert, timer) -> Pr
         agreement = brain_mask.dice(back, mask)
     return PreprocessedScan(registration.to_nibabel(corrected), mask, method, normalised,
                             crop_mask, network_input, anchor, list(transforms), agreement,
-                            timer.timings)
+                            timer.timings, timer.peak_memory_gb)
 
 
 def preprocess_session(ce_image: nib.Nifti1Image, reference_image: Optional[nib.Nifti1Image],

@@ -23,8 +23,9 @@ def set_seed(seed: int):
 
 
 def to_ants(image: nib.Nifti1Image) -> "ants.ANTsImage":
-    return ants.from_nibabel_nifti(nib.Nifti1Image(np.asarray(image.dataobj, np.float32),
-                                                   image.affine))
+    converted = nib.Nifti1Image(np.asarray(image.dataobj, np.float32), image.affine)
+    converted.header.set_xyzt_units("mm", "sec")  # else ITK warns about unknown units
+    return ants.from_nibabel_nifti(converted)
 
 
 def to_nibabel(image: "ants.ANTsImage") -> nib.Nifti1Image:

@@ -30,7 +30,7 @@ class RunContext:
     seed: int
     nthreads: int
     overwrite: bool
-    device: object = None
+    synthesiser: object = None
 
     @property
     def provenance(self) -> dict:
@@ -77,7 +77,12 @@ def run_participant_level(args) -> int:
     output_dir = derivatives.prepare_output_dataset(bids_dir, args.output_dir, description,
                                                     args.overwrite)
     from gado_bids.model.device import resolve_device
+    from gado_bids.model.synthesis import Synthesiser
     device = resolve_device(args.device)
+    synthesiser = Synthesiser(args.model, device, args.weights, args.seed)
+    LOG.info("model %s (weights %s, SHA-256 %s...) on %s", synthesiser.provenance["Model"],
+             synthesiser.provenance["Weights"], synthesiser.provenance["WeightsSha256"][:12],
+             device)
     n_scans = sum(len(jobs) for jobs in selection.jobs_by_subject.values())
     LOG.info("%d participant(s), %d ce-%s scan(s) selected; output: %s",
              len(selection.jobs_by_subject), n_scans, args.ce_label, output_dir)
@@ -88,7 +93,8 @@ def run_participant_level(args) -> int:
         runtime.redirect_scratch(work_dir)
         runtime.apply_torch_threads(args.nthreads)
         context = RunContext(bids_dir, output_dir, work_dir, args.seed, args.nthreads or 0,
-                             args.overwrite, device)
+                             args.overwrite, synthesiser)
+        from gado_bids.outputs.report import write_participant_page
         from gado_bids.workflows.scan import process_scan
         subjects = sorted(selection.jobs_by_subject)
         for position, subject in enumerate(subjects, 1):
@@ -106,6 +112,10 @@ def run_participant_level(args) -> int:
                 summary.add(subject, "failed", f"{type(error).__name__}: {error}",
                             time.time() - started)
                 continue
+            try:
+                write_participant_page(subject, jobs, output_dir)
+            except Exception as error:  # a QC page must never fail the images it describes
+                LOG.warning("sub-%s: QC page not written: %s", subject, error)
             status = "skipped" if all(s == "complete" for s in statuses) else "succeeded"
             reason = "outputs already complete (use --overwrite to recompute)" \
                 if status == "skipped" else ""

@@ -6,6 +6,7 @@ exists, loads, and matches the SHA-256 in its sidecar - never from a file's mere
 import logging
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -15,7 +16,8 @@ from bids.layout import parse_file_entities
 from gado_bids.discovery.nifti_checks import load_3d_image
 from gado_bids.outputs import atomic, derivatives, naming, qc
 from gado_bids.preprocessing import grids
-from gado_bids.preprocessing.pipeline import preprocess_session
+from gado_bids.preprocessing import intensity
+from gado_bids.preprocessing.pipeline import crop_to_native, preprocess_session
 from gado_bids.preprocessing.template import SPACE, template_brain_mask
 
 LOG = logging.getLogger("gadosynth")
@@ -39,6 +41,10 @@ def planned_outputs(job, output_dir: Path) -> dict:
                                              res="128", desc="preproc"),
         "ce_mask": naming.derivative_path(output_dir, ce, "mask", NIFTI, space=SPACE,
                                           desc="brain"),
+        "synthetic_crop": naming.derivative_path(output_dir, ce, "T1w", NIFTI, space=SPACE,
+                                                 desc="synthetic"),
+        "synthetic_native": naming.derivative_path(output_dir, ce, "T1w", NIFTI,
+                                                   desc="synthetic"),
         "qc_registration": (Path(output_dir) / f"sub-{job.subject}" / "figures" /
                             naming.derivative_name(ce, "T1w", ".png", desc="registration")),
     }
@@ -85,9 +91,25 @@ def process_scan(job, context) -> str:
     LOG.info("  %s: preprocessing", job.key)
     session = preprocess_session(ce_image, reference_image, scan_work, context.seed)
     ce = session.ce
+    LOG.info("  %s: synthesis (%s, %s)", job.key, context.synthesiser.provenance["Model"],
+             context.synthesiser.precision)
+    stage_seconds = {}
+    started = time.perf_counter()
+    network_mask = grids.crop_to_network(ce.crop_mask.astype(np.float32), order=0) > 0.5
+    synthetic_network = context.synthesiser(ce.network_input, network_mask)
+    stage_seconds["inference"] = round(time.perf_counter() - started, 2)
+    started = time.perf_counter()
+    synthetic_crop = np.where(ce.crop_mask, grids.network_to_crop(synthetic_network), 0.0)
+    synthetic_native = np.clip(crop_to_native(intensity.denormalise(synthetic_crop, ce.anchor),
+                                              ce_image, ce.transforms), 0, None)
+    stage_seconds["resampling_to_native"] = round(time.perf_counter() - started, 2)
+    started = time.perf_counter()
 
     raw = derivatives.bids_uri(context.bids_dir, job.ce_path)
-    provenance = {**context.provenance, "PreprocessingTimings_s": ce.timings,
+    provenance = {**context.provenance, **context.synthesiser.provenance,
+                  "Precision": context.synthesiser.precision,
+                  "PreprocessingTimings_s": ce.timings,
+                  "PreprocessingPeakMemory_GB": ce.peak_memory_gb,
                   "BrainMaskMethod": ce.mask_method,
                   "TemplateMaskDice": round(ce.template_mask_dice, 4)}
     crop_affine, network_affine = grids.cropped_template_affine(), grids.network_affine()
@@ -111,12 +133,23 @@ def process_scan(job, context) -> str:
            Description="network input: the cropped image resampled to 128^3", **scale)
     record("ce_mask", lambda p: _save(p, ce.crop_mask, crop_affine, np.uint8), [raw],
            Description="brain mask in the cropped template grid", Type="Brain")
+    record("synthetic_crop", lambda p: _save(p, synthetic_crop, crop_affine), [raw],
+           Description="synthetic non-contrast T1w in the cropped template grid (the grid the "
+                       "paper evaluated in)", **scale, SynthesisTimings_s=stage_seconds)
+    record("synthetic_native", lambda p: _save(p, synthetic_native, ce_image.affine), [raw],
+           Description="synthetic non-contrast T1w on the ce scan's native grid",
+           IntensityScale="normalised value x 2 x IntensityAnchor: white matter near the ce "
+                          "scan's 90th brain percentile", IntensityAnchor=ce.anchor,
+           SynthesisTimings_s=stage_seconds)
 
     figure_rows = [("ce " + job.key, ce.crop, ce.crop_mask)]
+    provenance = {k: v for k, v in provenance.items() if k not in context.synthesiser.provenance
+                  and k != "Precision"}
     if session.reference is not None:
         ref = session.reference
         ref_raw = derivatives.bids_uri(context.bids_dir, job.reference_path)
         provenance = {**context.provenance, "PreprocessingTimings_s": ref.timings,
+                      "PreprocessingPeakMemory_GB": ref.peak_memory_gb,
                       "BrainMaskMethod": ref.mask_method,
                       "TemplateMaskDice": round(ref.template_mask_dice, 4)}
         ref_scale = {**scale, "IntensityAnchor": ref.anchor}
@@ -134,6 +167,10 @@ def process_scan(job, context) -> str:
     record("qc_registration", lambda p: qc.registration_figure(
         p, figure_rows, template_mask, f"sub-{job.subject} registration to {SPACE}"), [raw],
         Description="QC: registration to the template and brain masks")
+    stage_seconds["writing"] = round(time.perf_counter() - started, 2)
     shutil.rmtree(scan_work, ignore_errors=True)
-    LOG.info("  %s: done", job.key)
+    LOG.info("  %s: done (preprocessing %.0f s, inference %.1f s, writing %.1f s)", job.key,
+             sum(ce.timings.values()) + (sum(session.reference.timings.values())
+                                         if session.reference else 0),
+             stage_seconds["inference"], stage_seconds["writing"])
     return "processed"

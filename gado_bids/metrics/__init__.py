@@ -1,0 +1,1 @@
+"""Image similarity between synthetic and real non-contrast scans."""

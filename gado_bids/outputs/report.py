@@ -1,0 +1,79 @@
+"""The per-participant QC page: one self-contained offline HTML file (images inlined as PNG).
+
+For each ce scan, three planes of: the preprocessed ce input, the synthetic non-contrast image,
+their difference (what the network removed or added), the real non-contrast scan when there is
+one, all with the brain-mask outline; then the registration figure.
+"""
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from gado_bids import __version__
+from gado_bids.outputs import atomic, derivatives
+from gado_bids.workflows.scan import planned_outputs
+
+
+def _png(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=70)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _scan_figure(outputs):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    load = lambda key: nib.load(str(outputs[key])).get_fdata(dtype=np.float32)
+    ce, synthetic, mask = load("ce_crop"), load("synthetic_crop"), load("ce_mask") > 0
+    columns = [("ce input", ce, "gray", (0, 1)), ("synthetic", synthetic, "gray", (0, 1)),
+               ("synthetic - ce", synthetic - ce, "bwr", (-0.3, 0.3))]
+    if "ref_crop" in outputs and outputs["ref_crop"].exists():
+        columns.append(("real non-contrast", load("ref_crop"), "gray", (0, 1)))
+    centre = [int(c) for c in np.argwhere(mask).mean(axis=0)]
+    planes = [lambda v: np.rot90(v[centre[0]]), lambda v: np.rot90(v[:, centre[1]]),
+              lambda v: np.rot90(v[:, :, centre[2]])]
+    figure, axes = plt.subplots(3, len(columns), figsize=(3 * len(columns), 9), squeeze=False)
+    for column, (title, volume, colours, limits) in enumerate(columns):
+        for row, plane in enumerate(planes):
+            axis = axes[row][column]
+            axis.imshow(plane(volume), cmap=colours, vmin=limits[0], vmax=limits[1])
+            axis.contour(plane(mask.astype(float)), levels=[0.5], colors="lime", linewidths=0.5)
+            axis.set_axis_off()
+        axes[0][column].set_title(title, fontsize=10)
+    figure.tight_layout()
+    encoded = _png(figure)
+    plt.close(figure)
+    return encoded
+
+
+def write_participant_page(subject: str, jobs, output_dir: Path) -> Path:
+    sections = []
+    for job in jobs:
+        outputs = planned_outputs(job, output_dir)
+        sidecar = json.loads(derivatives.sidecar_path(outputs["synthetic_crop"]).read_text())
+        registration = base64.b64encode(outputs["qc_registration"].read_bytes()).decode()
+        facts = {key: sidecar.get(key) for key in ("Model", "WeightsSha256", "Device",
+                                                   "Precision", "BrainMaskMethod",
+                                                   "TemplateMaskDice", "SynthesisTimings_s")}
+        rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                       for k, v in facts.items())
+        sections.append(
+            f'<section id="{html.escape(job.key)}"><h2>{html.escape(job.ce_path.name)}</h2>'
+            f"<table>{rows}</table>"
+            f'<img alt="input, synthetic, difference" src="data:image/png;base64,'
+            f'{_scan_figure(outputs)}">'
+            f'<h3>Registration to the template</h3><img alt="registration" '
+            f'src="data:image/png;base64,{registration}"></section>')
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>gadosynth sub-{subject}"
+            "</title><style>body{font-family:sans-serif;margin:2em}img{max-width:100%}"
+            "th{text-align:left;padding-right:1em}</style></head><body>"
+            f"<h1>gadosynth {__version__}: sub-{html.escape(subject)}</h1>"
+            "<p>Green: brain mask. Difference: blue where the network darkened the ce scan "
+            "(enhancement removed), red where it brightened it.</p>"
+            + "".join(sections) + "</body></html>")
+    return atomic.write_bytes(Path(output_dir) / f"sub-{subject}.html", page.encode())

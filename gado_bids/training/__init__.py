@@ -1,0 +1,1 @@
+"""Training the synthesis networks: cached pairs, augmentation, the training loop."""

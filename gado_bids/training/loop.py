@@ -1,0 +1,222 @@
+"""The training loop: subject-wise split, L1 + Adam, checkpoints every epoch, exact resume.
+
+An epoch is one random crop per training subject (batched). Everything random (split, crops,
+augmentation) flows from one seed through a torch.Generator whose state is checkpointed with the
+model and optimiser, so an interrupted run resumed from its last checkpoint continues exactly
+where it stopped. The best model by validation L1 (full 128^3 volumes, eval mode, inside the
+brain mask) is kept apart from the last one.
+"""
+import json
+import logging
+import math
+import platform
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional
+
+from gado_bids.metrics.similarity import all_metrics, simple_baseline
+from gado_bids.model.networks import build_model, count_parameters
+from gado_bids.model.weights import load_bundled, load_weights, save_weights
+from gado_bids.outputs import atomic
+from gado_bids.preprocessing import grids
+from gado_bids.training.augment import augment, random_crop_origin
+
+LOG = logging.getLogger("gadosynth.train")
+LOG_COLUMNS = ["epoch", "step", "train_l1", "val_l1", "val_mae", "val_psnr", "val_ssim",
+               "lr", "seconds"]
+
+
+@dataclass
+class TrainConfig:
+    model: str = "attention-unet"
+    width: int = 16
+    epochs: int = 100
+    batch_size: int = 2
+    crop_size: int = 64
+    learning_rate: float = 5e-4
+    seed: int = 0
+    n_validation: int = 7
+    validate_every: int = 1
+    augmentation: float = 1.0
+    init: str = "scratch"  # scratch | bundled | path to a weights file
+    validation_subjects: list = field(default_factory=list)  # fixed list overrides n_validation
+
+
+def split_subjects(subjects, n_validation, seed, fixed=None):
+    subjects = sorted(set(subjects))
+    if fixed:
+        unknown = sorted(set(fixed) - set(subjects))
+        if unknown:
+            raise ValueError(f"validation subjects not in the data: {unknown}")
+        validation = sorted(fixed)
+    else:
+        if not 0 < n_validation < len(subjects):
+            raise ValueError(f"cannot hold out {n_validation} of {len(subjects)} subjects")
+        validation = sorted(random.Random(seed).sample(subjects, n_validation))
+    return [s for s in subjects if s not in validation], validation
+
+
+def _to_tensor(volume, device):
+    return torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None].to(device)
+
+
+def _batch(pairs, config, generator, device):
+    size = config.crop_size
+    inputs, targets, masks = [], [], []
+    for pair in pairs:
+        origin = random_crop_origin(torch.from_numpy(pair.mask), size, generator).tolist()
+        box = tuple(slice(o, o + size) for o in origin)
+        ce, target, mask = augment(_to_tensor(pair.ce[box], device),
+                                   _to_tensor(pair.target[box], device),
+                                   _to_tensor(pair.mask[box], device), generator,
+                                   config.augmentation)
+        inputs.append(ce), targets.append(target), masks.append(mask)
+    return torch.stack(inputs), torch.stack(targets), torch.stack(masks)
+
+
+@torch.no_grad()
+def predict_volume(model, volume: np.ndarray, device, mask=None) -> np.ndarray:
+    """Full-volume inference on the 128^3 grid; output clipped to [0, 1], zero outside mask."""
+    model.eval()
+    output = model(_to_tensor(volume, device)[None]).float().clamp(0, 1)[0, 0].cpu().numpy()
+    return np.where(mask, output, 0.0).astype(np.float32) if mask is not None else output
+
+
+def evaluate(model, pairs, device) -> list:
+    """Per validation pair: L1 and the metrics of synthetic, ce and the simple baseline."""
+    voxel_mm = np.abs(np.diag(grids.network_affine())[:3])
+    rows = []
+    for pair in pairs:
+        synthetic = predict_volume(model, pair.ce, device, pair.mask)
+        rows.append({
+            "name": pair.name, "subject": pair.subject,
+            "l1": float(np.abs(synthetic - pair.target)[pair.mask].mean()),
+            "synthetic": all_metrics(synthetic, pair.target, pair.mask),
+            "ce": all_metrics(pair.ce, pair.target, pair.mask),
+            "baseline": all_metrics(simple_baseline(pair.ce, pair.mask, voxel_mm), pair.target,
+                                    pair.mask)})
+    return rows
+
+
+def _initial_model(config, device):
+    if config.init == "scratch":
+        model = build_model(config.model, config.width)
+    elif config.init == "bundled":
+        model, meta, _ = load_bundled(config.model)
+        config.width = meta["width"]
+    else:
+        model, meta, _ = load_weights(Path(config.init))
+        config.model, config.width = meta["model"], meta["width"]
+    return model.to(device)
+
+
+def _save_checkpoint(path, model, optimiser, scaler, generator, epoch, step, best, config):
+    with atomic.atomic_path(path) as temporary:
+        torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                    "scaler": scaler.state_dict() if scaler else None,
+                    "generator": generator.get_state(), "epoch": epoch, "step": step,
+                    "best_val_l1": best, "config": asdict(config)}, temporary)
+
+
+def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") -> dict:
+    out_dir = Path(out_dir)
+    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    train_subjects, validation_subjects = split_subjects(
+        [p.subject for p in pairs], config.n_validation, config.seed, config.validation_subjects)
+    train_pairs = [p for p in pairs if p.subject in train_subjects]
+    validation_pairs = [p for p in pairs if p.subject in validation_subjects]
+    atomic.write_json(out_dir / "split.json", {"seed": config.seed, "train": train_subjects,
+                                               "validation": validation_subjects})
+    LOG.info("%d training / %d validation subjects; validation: %s", len(train_subjects),
+             len(validation_subjects), ", ".join(validation_subjects))
+
+    model = _initial_model(config, device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    generator = torch.Generator().manual_seed(config.seed)
+    steps_per_epoch = max(1, math.ceil(len(train_pairs) / config.batch_size))
+    total_steps = steps_per_epoch * config.epochs
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda step: min(1.0, 2.0 * (1 - step / max(total_steps, 1))) + 0.02)
+    start_epoch, step, best = 1, 0, float("inf")
+    last = out_dir / "checkpoints" / "last.pt"
+    if last.exists():
+        state = torch.load(last, map_location=device, weights_only=False)
+        if state["config"]["model"] != config.model or state["config"]["seed"] != config.seed:
+            raise ValueError(f"{last} is from another model or seed: use a new work folder")
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        if scaler and state["scaler"]:
+            scaler.load_state_dict(state["scaler"])
+        generator.set_state(state["generator"])
+        start_epoch, step, best = state["epoch"] + 1, state["step"], state["best_val_l1"]
+        schedule.last_epoch = step
+        for group in optimiser.param_groups:
+            group["lr"] = config.learning_rate * schedule.lr_lambdas[0](step)
+        LOG.info("resumed from %s: epoch %d, step %d", last, state["epoch"], step)
+    log_path = out_dir / "training_log.tsv"
+    if not log_path.exists():
+        log_path.write_text("\t".join(LOG_COLUMNS) + "\n")
+    LOG.info("%s (width %d, %d parameters) on %s, %d epochs x %d steps", config.model,
+             config.width, count_parameters(model), device, config.epochs, steps_per_epoch)
+
+    started = time.time()
+    for epoch in range(start_epoch, config.epochs + 1):
+        model.train()
+        epoch_started, losses = time.time(), []
+        order = torch.randperm(len(train_pairs), generator=generator).tolist()
+        for first in range(0, len(order), config.batch_size):
+            batch = [train_pairs[i] for i in order[first:first + config.batch_size]]
+            inputs, targets, _ = _batch(batch, config, generator, device)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                loss = functional.l1_loss(model(inputs).float(), targets)
+            optimiser.zero_grad(set_to_none=True)
+            if scaler:
+                scaler.scale(loss).backward()
+                scaler.step(optimiser)
+                scaler.update()
+            else:
+                loss.backward()
+                optimiser.step()
+            schedule.step()
+            step += 1
+            losses.append(float(loss))
+        row = {"epoch": epoch, "step": step, "train_l1": np.mean(losses), "val_l1": "",
+               "val_mae": "", "val_psnr": "", "val_ssim": "", "lr": optimiser.param_groups[0]["lr"],
+               "seconds": round(time.time() - epoch_started, 1)}
+        if validation_pairs and (epoch % config.validate_every == 0 or epoch == config.epochs):
+            results = evaluate(model, validation_pairs, device)
+            val_l1 = float(np.mean([r["l1"] for r in results]))
+            row.update(val_l1=val_l1, **{f"val_{k.lower()}": np.mean(
+                [r["synthetic"][k] for r in results]) for k in ("MAE", "PSNR", "SSIM")})
+            if val_l1 < best:
+                best = val_l1
+                save_weights(model, out_dir / "best.pt", {"model": config.model,
+                                                          "width": config.width,
+                                                          "epoch": epoch, "val_l1": val_l1})
+        _save_checkpoint(last, model, optimiser, scaler, generator, epoch, step, best, config)
+        with open(log_path, "a") as stream:
+            stream.write("\t".join(f"{row[c]:.5g}" if isinstance(row[c], float) else str(row[c])
+                                   for c in LOG_COLUMNS) + "\n")
+        LOG.info("epoch %d/%d step %d: train L1 %.4f%s (%.0f s)", epoch, config.epochs, step,
+                 row["train_l1"], f", val L1 {row['val_l1']:.4f} PSNR {row['val_psnr']:.2f} dB"
+                 if row["val_l1"] != "" else "", row["seconds"])
+    summary = {"command": command, "config": asdict(config), "device": str(device),
+               "hardware": platform.processor() or platform.machine(),
+               "torch": torch.__version__, "train_subjects": train_subjects,
+               "validation_subjects": validation_subjects, "steps": step,
+               "seconds_this_run": round(time.time() - started, 1)}
+    if validation_pairs and (out_dir / "best.pt").exists():
+        best_model, meta, _ = load_weights(out_dir / "best.pt", device=device)
+        results = evaluate(best_model, validation_pairs, device)
+        summary["best_epoch"] = meta["epoch"]
+        summary["validation"] = results
+    atomic.write_json(out_dir / "summary.json", summary)
+    return summary

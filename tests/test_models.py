@@ -1,0 +1,136 @@
+"""Networks, training loop, checkpoint/resume and weights files (CPU, small)."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO
+from gado_bids.errors import GadoError
+from gado_bids.model.networks import build_model, count_parameters
+from gado_bids.model.weights import load_weights, save_weights
+
+
+@pytest.mark.parametrize("name, parameters", [("attention-unet", 5_376_221),
+                                              ("res-unet", 10_060_177)])
+def test_forward_shape_and_parameter_count(name, parameters):
+    torch.manual_seed(0)
+    model = build_model(name, 16).eval()
+    assert count_parameters(model) == parameters
+    with torch.no_grad():
+        x = torch.rand(2, 1, 32, 48, 32)
+        y = model(x)
+    assert y.shape == x.shape
+    # freshly initialised: the zero head makes it the identity (global residual)
+    assert torch.equal(y, x)
+    with pytest.raises(ValueError, match="divisible by 16"):
+        model(torch.rand(1, 1, 30, 32, 32))
+
+
+def test_channel_norm_does_not_depend_on_crop_size_or_batch():
+    """Why ChannelNorm: a crop or another batch member never changes a voxel's normalisation."""
+    from gado_bids.model.networks import ChannelNorm
+    torch.manual_seed(0)
+    features = torch.randn(2, 8, 32, 32, 32) * 3 + 1
+    norm = ChannelNorm(8)
+    crop = (..., slice(8, 24), slice(8, 24), slice(8, 24))
+    assert torch.allclose(norm(features)[crop], norm(features[crop]), atol=1e-6)
+    assert torch.allclose(norm(features)[:1], norm(features[:1]), atol=1e-6)
+    instance = torch.nn.InstanceNorm3d(8)  # what we avoid: its statistics follow the crop
+    assert not torch.allclose(instance(features)[crop], instance(features[crop]), atol=1e-3)
+
+
+def test_a_few_steps_lower_the_loss(demo_pairs):
+    """On a demo crop (ventricles with choroid plexus, dura, sinus), 25 Adam steps learn."""
+    torch.manual_seed(0)
+    model = build_model("attention-unet", 8)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    pair = demo_pairs[0]
+    box = (slice(32, 96), slice(32, 96), slice(48, 80))
+    x = torch.from_numpy(pair.ce[box].copy())[None, None]
+    y = torch.from_numpy(pair.target[box].copy())[None, None]
+    losses = []
+    for _ in range(25):
+        loss = torch.nn.functional.l1_loss(model(x), y)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert min(losses[-5:]) < 0.93 * losses[0], losses
+
+
+def test_weights_round_trip_and_tampering_is_refused(tmp_path):
+    model = build_model("res-unet", 4)
+    path = tmp_path / "w.pt"
+    digest = save_weights(model, path, {"model": "res-unet", "width": 4})
+    loaded, meta, checked = load_weights(path, digest)
+    assert checked == digest and meta["width"] == 4 and not loaded.training
+    for key, value in model.state_dict().items():
+        assert torch.allclose(value, loaded.state_dict()[key], atol=1e-3)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(GadoError, match="damaged or was replaced"):
+        load_weights(path, digest)
+
+
+def test_bundled_weights_load_with_their_checksum():
+    from gado_bids.model.weights import bundled_manifest, load_bundled
+    manifest = bundled_manifest()
+    if not manifest:
+        pytest.fail("no bundled weights: gado_bids/weights/manifest.json is missing")
+    for name, entry in manifest.items():
+        model, meta, digest = load_bundled(name)
+        assert digest == entry["sha256"] and meta["model"] == name
+        assert (REPO / "gado_bids" / "weights" / entry["file"]).stat().st_size < 25 * 2 ** 20
+
+
+def _train(cache_root, work, epochs, wait_for_epoch=None):
+    command = [sys.executable, "-m", "gado_bids.cli.train", str(cache_root["bids"]), str(work),
+               "--epochs", str(epochs), "--crop_size", "32", "--width", "4", "--n_validation",
+               "1", "--nthreads", "1", "--seed", "3"]
+    if wait_for_epoch is None:
+        return subprocess.run(command, capture_output=True, text=True, timeout=600)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    log = work / "training_log.tsv"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if log.exists() and len(log.read_text().splitlines()) > wait_for_epoch:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return process
+
+
+def test_training_resumes_exactly_after_a_kill(demo_cache, tmp_path):
+    straight = tmp_path / "straight"
+    interrupted = tmp_path / "interrupted"
+    for work in (straight, interrupted):
+        shutil.copytree(demo_cache["work"] / "cache", work / "cache")
+    result = _train(demo_cache, straight, epochs=4)
+    assert result.returncode == 0, result.stderr
+    assert "validation (best epoch" in result.stdout
+
+    _train(demo_cache, interrupted, epochs=4, wait_for_epoch=1)  # SIGKILL after epoch >= 1
+    done = len((interrupted / "training_log.tsv").read_text().splitlines()) - 1
+    assert 1 <= done < 4, "the kill came too late to test resuming"
+    resumed = _train(demo_cache, interrupted, epochs=4)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed from" in resumed.stderr and f"epoch {done}" in resumed.stderr
+    log = (interrupted / "training_log.tsv").read_text().splitlines()
+    assert [row.split("\t")[0] for row in log[1:]] == ["1", "2", "3", "4"]
+    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=False)
+    b = torch.load(interrupted / "checkpoints" / "last.pt", weights_only=False)
+    assert a["step"] == b["step"]
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    split = json.loads((straight / "split.json").read_text())
+    assert len(split["validation"]) == 1 and len(split["train"]) == 2
