@@ -8,7 +8,7 @@ from gado_bids.cli.parser import build_parser
 from gado_bids.errors import ExitCode
 
 OPTIONS = ["--participant_label", "--session_label", "--ce_label", "--bids_filter_file",
-           "--skip_bids_validator", "--device", "--nthreads", "--seed", "--work_dir",
+           "--skip_bids_validator", "--model", "--weights", "--device", "--nthreads", "--seed", "--work_dir",
            "--keep_work", "--overwrite", "--version"]
 
 

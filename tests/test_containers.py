@@ -89,6 +89,6 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_test_one():
     assert "pytest" in tests
     assert tests in (REPO / ".ci" / "run").read_text()
     for option in ("--participant_label", "--session_label", "--ce_label", "--bids_filter_file",
-                   "--skip_bids_validator", "--device", "--nthreads", "--seed", "--work_dir",
+                   "--skip_bids_validator", "--model", "--weights", "--device", "--nthreads", "--seed", "--work_dir",
                    "--keep_work", "--overwrite", "--version"):
         assert f"`{option}" in readme, option

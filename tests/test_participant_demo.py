@@ -43,7 +43,7 @@ def test_every_planned_output_exists_with_a_valid_sidecar(demo_participant_run, 
     assert len(jobs) == 3
     for job in jobs:
         planned = planned_outputs(job, output)
-        assert len(planned) == 10  # ce: 6 files + QC figure; non-contrast: 3 files
+        assert len(planned) == 12  # ce: 6 files, 2 synthetic, QC figure; non-contrast: 3
         for path in planned.values():
             assert derivatives.output_is_complete(path), path
             sidecar = json.loads(derivatives.sidecar_path(path).read_text())
@@ -60,6 +60,27 @@ def test_every_planned_output_exists_with_a_valid_sidecar(demo_participant_run, 
         source = nib.load(str(job.ce_path))
         assert n4.shape == source.shape and np.allclose(n4.affine, source.affine, atol=1e-4)
         assert f"space-{SPACE}" in planned["ce_crop"].name
+        synthetic = json.loads(derivatives.sidecar_path(planned["synthetic_native"]).read_text())
+        assert synthetic["Model"] == "attention-unet" and synthetic["Device"] == "cpu"
+        assert synthetic["Precision"] == "fp32" and len(synthetic["WeightsSha256"]) == 64
+        assert set(synthetic["SynthesisTimings_s"]) == {"inference", "resampling_to_native"}
+        assert (output / f"sub-{job.subject}.html").stat().st_size > 100_000
+
+
+def test_native_synthetic_overlays_the_native_ce_scan(demo_participant_run, demo_bids):
+    _, output = demo_participant_run
+    for job in _jobs(demo_bids):
+        planned = planned_outputs(job, output)
+        source = nib.load(str(job.ce_path))
+        synthetic = nib.load(str(planned["synthetic_native"]))
+        assert synthetic.shape == source.shape
+        assert np.allclose(synthetic.affine, source.affine, atol=1e-4)
+        mask = nib.load(str(planned["ce_native_mask"])).get_fdata() > 0
+        correlation = np.corrcoef(synthetic.get_fdata()[mask], source.get_fdata()[mask])[0, 1]
+        assert correlation > 0.8, correlation
+        crop = nib.load(str(planned["synthetic_crop"]))
+        assert crop.shape == grids.CROP_SHAPE
+        assert 0 <= crop.get_fdata().min() and crop.get_fdata().max() <= 1
 
 
 def test_no_partial_files_are_left_behind(demo_participant_run):

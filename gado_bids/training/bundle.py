@@ -1,0 +1,69 @@
+"""Turn a finished training run into bundled weights: copy, checksum, manifest, model card rows.
+
+    python -m gado_bids.training.bundle WORK_DIR [WORK_DIR ...]
+
+Each WORK_DIR is a gadosynth-train output (best.pt, summary.json, split.json). The weights file
+is copied into gado_bids/weights/<model>.pt, its SHA-256 pinned in manifest.json together with the
+exact command, seed, hardware and time, and the validation table printed as Markdown for the
+model card.
+"""
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from gado_bids.model.weights import BUNDLED_DIR, MANIFEST
+from gado_bids.outputs import atomic, derivatives
+
+
+def markdown_table(summary: dict) -> str:
+    rows = summary["validation"]
+    head = ("| subject | ce MAE % | ce PSNR | ce SSIM | baseline MAE % | baseline PSNR | "
+            "baseline SSIM | synthetic MAE % | synthetic PSNR | synthetic SSIM |\n"
+            "|---|" + "---:|" * 9 + "\n")
+    def line(label, values):
+        return f"| {label} | " + " | ".join(
+            f"{values[kind][metric]:.{2 if metric != 'SSIM' else 3}f}"
+            for kind in ("ce", "baseline", "synthetic") for metric in ("MAE", "PSNR", "SSIM")) + " |\n"
+    body = "".join(line(f"sub-{r['subject']}", r) for r in rows)
+    mean = {k: {m: float(np.mean([r[k][m] for r in rows])) for m in ("MAE", "PSNR", "SSIM")}
+            for k in ("ce", "baseline", "synthetic")}
+    return head + body + line("**mean**", mean)
+
+
+def bundle(work_dir: Path) -> dict:
+    work_dir = Path(work_dir)
+    summary = json.loads((work_dir / "summary.json").read_text())
+    model = summary["config"]["model"]
+    BUNDLED_DIR.mkdir(parents=True, exist_ok=True)
+    target = BUNDLED_DIR / f"{model}.pt"
+    with atomic.atomic_path(target) as temporary:
+        shutil.copyfile(work_dir / "best.pt", temporary)
+    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
+    log_lines = (work_dir / "training_log.tsv").read_text().splitlines()[1:]
+    manifest[model] = {
+        "file": target.name, "sha256": derivatives.sha256_of(target),
+        "width": summary["config"]["width"], "best_epoch": summary["best_epoch"],
+        "command": summary["command"], "seed": summary["config"]["seed"],
+        "device": summary["device"], "hardware": summary["hardware"],
+        "torch": summary["torch"], "steps": summary["steps"],
+        "training_seconds": round(sum(float(l.split("\t")[-1]) for l in log_lines), 1),
+        "train_subjects": summary["train_subjects"],
+        "validation_subjects": summary["validation_subjects"]}
+    atomic.write_json(MANIFEST, manifest)
+    return manifest[model]
+
+
+def main(argv=None) -> int:
+    for work_dir in (argv if argv is not None else sys.argv[1:]):
+        entry = bundle(Path(work_dir))
+        summary = json.loads((Path(work_dir) / "summary.json").read_text())
+        print(f"bundled {entry['file']} ({entry['sha256']})\n")
+        print(markdown_table(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
