@@ -17,8 +17,8 @@ from gado_bids.model.networks import build_model, count_parameters
 from gado_bids.model.weights import load_weights, save_weights
 
 
-@pytest.mark.parametrize("name, parameters", [("attention-unet", 5_376_221),
-                                              ("res-unet", 10_060_177)])
+@pytest.mark.parametrize("name, parameters", [("attention-unet", 5_376_249),
+                                              ("res-unet", 10_060_205)])
 def test_forward_shape_and_parameter_count(name, parameters):
     torch.manual_seed(0)
     model = build_model(name, 16).eval()

@@ -195,3 +195,59 @@ def test_device_resolution_without_and_with_cuda():
         resolve_device("cuda:2", cuda_available=True, cuda_count=2)
     with pytest.raises(GadoError, match="sees no CUDA GPU"):
         resolve_device("cuda", cuda_available=False)
+
+
+def test_user_weights_are_used_and_recorded(demo_bids, tmp_path):
+    from gado_bids.model.networks import build_model
+    from gado_bids.model.weights import save_weights
+    weights = tmp_path / "mine.pt"
+    digest = save_weights(build_model("res-unet", 4), weights, {"model": "res-unet", "width": 4})
+    output = tmp_path / "out"
+    result = run_cli(demo_bids, output, "participant", "--participant_label", "03",
+                     "--weights", weights)
+    assert result.returncode == 0, result.stderr
+    synthetic = next(output.rglob("*ce-gadolinium_desc-synthetic_T1w.json"))
+    sidecar = json.loads(synthetic.read_text())
+    assert sidecar["Model"] == "res-unet" and sidecar["WeightsSha256"] == digest
+    assert sidecar["Weights"] == str(weights)
+    missing = run_cli(demo_bids, tmp_path / "out2", "participant", "--weights", tmp_path / "no.pt")
+    assert missing.returncode == 64 and "not found" in missing.stderr
+
+
+def test_model_option_selects_the_bundled_network():
+    import torch
+    from gado_bids.model.synthesis import Synthesiser
+    for name in ("attention-unet", "res-unet"):
+        synthesiser = Synthesiser(name, torch.device("cpu"))
+        assert synthesiser.provenance["Model"] == name
+        assert synthesiser.provenance["Weights"] == f"bundled:{name}.pt"
+
+
+def test_cpu_inference_is_deterministic(demo_pairs):
+    import torch
+    from gado_bids.model.synthesis import Synthesiser
+    synthesiser = Synthesiser("attention-unet", torch.device("cpu"))
+    first = synthesiser(demo_pairs[0].ce, demo_pairs[0].mask)
+    second = synthesiser(demo_pairs[0].ce, demo_pairs[0].mask)
+    assert first.tobytes() == second.tobytes()
+
+
+def test_reduced_precision_path_is_checked_against_fp32(tmp_path):
+    """The CUDA path's bf16 autocast and its fp32 check, run on the CPU (only the device differs)."""
+    import torch
+    from gado_bids.model.networks import build_model
+    from gado_bids.model.synthesis import REDUCED_PRECISION_TOLERANCE, Synthesiser
+    from gado_bids.model.weights import save_weights
+    torch.manual_seed(0)
+    model = build_model("attention-unet", 4)
+    torch.nn.init.normal_(model.head.weight, std=0.05)
+    weights = tmp_path / "w.pt"
+    save_weights(model, weights, {"model": "attention-unet", "width": 4})
+    synthesiser = Synthesiser("attention-unet", torch.device("cpu"), weights)
+    synthesiser.reduced_precision = True  # what a CUDA device turns on
+    volume = np.random.default_rng(0).random((32, 32, 32)).astype(np.float32)
+    difference = synthesiser.check_reduced_precision(volume)
+    assert 0 < difference
+    assert synthesiser.reduced_precision == (difference <= REDUCED_PRECISION_TOLERANCE)
+    output = synthesiser(volume)
+    assert output.shape == volume.shape and output.dtype == np.float32

@@ -32,6 +32,9 @@ def build_parser():
     parser.add_argument("--crop_size", type=int, choices=[32, 48, 64, 80, 96, 112, 128],
                         default=64, help="training crop edge in voxels; 128 = whole volume "
                                          "(GPU). Default: %(default)s")
+    parser.add_argument("--loss", choices=["l1", "mse"], default="l1",
+                        help="l1 as in the paper (default), or mse (learns much faster on "
+                             "skull-stripped BraTS-style pairs; see the model card)")
     parser.add_argument("--learning_rate", type=float, default=5e-4, help="Adam; default 5e-4")
     parser.add_argument("--n_validation", type=_positive_int, default=7,
                         help="subjects held out for validation (default: %(default)s)")
@@ -102,7 +105,7 @@ def main(argv=None) -> int:
                              n_validation=args.n_validation,
                              validation_subjects=args.validation_subjects or [],
                              validate_every=args.validate_every, augmentation=args.augmentation,
-                             init=args.init)
+                             init=args.init, loss=args.loss)
         command = "gadosynth-train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         summary = train(pairs, args.work_dir, config, device, command)
     except GadoError as error:
