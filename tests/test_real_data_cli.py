@@ -1,0 +1,47 @@
+"""The command line on the real shared datasets (skipped with a message when they are absent)."""
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from gado_bids.discovery.selection import open_layout, select_scans
+from gado_bids.discovery.validation import validate_bids_dataset
+from gado_bids.workflows.scan import planned_outputs
+
+pytestmark = pytest.mark.shared_data
+
+
+def test_gado_pairs_is_valid_and_every_session_is_paired(gado_pairs):
+    validate_bids_dataset(gado_pairs)
+    selection = select_scans(open_layout(gado_pairs))
+    jobs = [j for js in selection.jobs_by_subject.values() for j in js]
+    assert len(jobs) == 34 and all(j.reference_path for j in jobs)
+    assert all("ce-gadolinium" not in j.reference_path.name for j in jobs)
+
+
+def test_unknown_label_on_gado_pairs_lists_the_labels(gado_pairs, tmp_path):
+    result = run_cli(gado_pairs, tmp_path / "out", "participant", "--participant_label", "999")
+    assert result.returncode == 18 and "001, 002, 003" in result.stderr
+
+
+def test_whole_head_participant_run_end_to_end(wholehead_pair, tmp_path):
+    output = tmp_path / "out"
+    result = run_cli(wholehead_pair, output, "participant", "--nthreads", "2")
+    assert result.returncode == 0, result.stderr
+    (job,) = select_scans(open_layout(wholehead_pair)).jobs_by_subject["01"]
+    planned = planned_outputs(job, output)
+    source = nib.load(str(job.ce_path))
+    synthetic = nib.load(str(planned["synthetic_native"]))
+    assert synthetic.shape == source.shape and np.allclose(synthetic.affine, source.affine,
+                                                           atol=1e-4)
+    mask = nib.load(str(planned["ce_native_mask"])).get_fdata() > 0
+    volume = mask.sum() * abs(np.linalg.det(source.affine[:3, :3])) / 1000
+    assert 900 < volume < 1900
+    correlation = np.corrcoef(synthetic.get_fdata()[mask], source.get_fdata()[mask])[0, 1]
+    assert correlation > 0.8
+    sidecar = json.loads(planned["synthetic_native"].with_name(
+        planned["synthetic_native"].name.replace(".nii.gz", ".json")).read_text())
+    assert sidecar["BrainMaskMethod"] == "robex"
+    assert (output / "sub-01.html").exists()
