@@ -151,8 +151,8 @@ def test_bids_filter_file_selects_scans(copy_of_demo):
     from gado_bids.discovery.selection import load_filter_file
     anat = copy_of_demo / "sub-01" / "ses-01" / "anat"
     for name in ("ce-gadolinium_T1w", "T1w"):
-        (anat / f"sub-01_ses-01_{name}.nii.gz").rename(
-            anat / f"sub-01_ses-01_{name.replace('T1w', 'run-2_T1w').replace('ce-gadolinium_run', 'ce-gadolinium_run')}.nii.gz")
+        renamed = name.replace("T1w", "run-2_T1w")
+        (anat / f"sub-01_ses-01_{name}.nii.gz").rename(anat / f"sub-01_ses-01_{renamed}.nii.gz")
     filters_path = copy_of_demo.parent / "filters.json"
     filters_path.write_text('{"ce_t1w": {"run": null}}')
     selection = select_scans(open_layout(copy_of_demo), filters=load_filter_file(filters_path))
