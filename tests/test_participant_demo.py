@@ -51,6 +51,7 @@ def test_every_planned_output_exists_with_a_valid_sidecar(demo_participant_run, 
             assert sidecar["RandomSeed"] == 42
             assert sidecar["SoftwareVersions"]["gadosynth"] == (REPO / "version").read_text().strip()
             assert sidecar["SoftwareVersions"]["antspyx"] == "0.6.3"
+            assert len(sidecar["WeightsSha256"]) == 64  # in every sidecar, not only synthetic
         # geometry: the documented grids
         crop = nib.load(str(planned["ce_crop"]))
         assert crop.shape == grids.CROP_SHAPE and np.allclose(crop.header.get_zooms(), 1)

@@ -8,6 +8,7 @@ import pytest
 from conftest import run_cli
 from gado_bids.discovery.selection import open_layout, select_scans
 from gado_bids.discovery.validation import validate_bids_dataset
+from gado_bids.outputs import derivatives
 from gado_bids.workflows.scan import planned_outputs
 
 pytestmark = pytest.mark.shared_data
@@ -43,7 +44,6 @@ def test_whole_head_participant_run_end_to_end(wholehead_pair, tmp_path):
     # 0.62 measured: the native grid has 5.5 mm slices, so each native voxel averages a slab of
     # the 1 mm synthetic image; a misregistered image correlates far lower.
     assert correlation > 0.5
-    sidecar = json.loads(planned["synthetic_native"].with_name(
-        planned["synthetic_native"].name.replace(".nii.gz", ".json")).read_text())
+    sidecar = json.loads(derivatives.sidecar_path(planned["synthetic_native"]).read_text())
     assert sidecar["BrainMaskMethod"] == "robex"
     assert (output / "sub-01.html").exists()

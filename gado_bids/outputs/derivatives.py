@@ -1,4 +1,5 @@
 """The output dataset: where it may live, its dataset_description.json, sidecars, completeness."""
+import functools
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ def container_info():
     return {"Type": kind, "Tag": os.environ.get("GADOSYNTH_IMAGE", f"gadosynth:{__version__}")}
 
 
+@functools.lru_cache(maxsize=None)
 def software_versions() -> dict:
     """Versions of everything that shapes the numbers, recorded in every sidecar."""
     import importlib.metadata as metadata

@@ -34,8 +34,11 @@ class RunContext:
 
     @property
     def provenance(self) -> dict:
+        """Recorded in every sidecar: versions, seed, threads, and the model's weights SHA-256."""
+        model = {**self.synthesiser.provenance, "Precision": self.synthesiser.precision} \
+            if self.synthesiser else {}
         return {"SoftwareVersions": derivatives.software_versions(), "RandomSeed": self.seed,
-                "Threads": self.nthreads}
+                "Threads": self.nthreads, **model}
 
 
 def open_input(args):

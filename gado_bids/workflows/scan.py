@@ -75,6 +75,14 @@ def _copy(source, path):
     return path
 
 
+def _scan_provenance(context, scan) -> dict:
+    """What every sidecar of one scan records: the run's provenance and how the scan went."""
+    return {**context.provenance, "PreprocessingTimings_s": scan.timings,
+            "PreprocessingPeakMemory_GB": scan.peak_memory_gb,
+            "BrainMaskMethod": scan.mask_method,
+            "TemplateMaskDice": round(scan.template_mask_dice, 4)}
+
+
 def process_scan(job, context) -> str:
     """'complete' when already done (and not --overwrite), 'processed' otherwise."""
     outputs = planned_outputs(job, context.output_dir)
@@ -106,17 +114,12 @@ def process_scan(job, context) -> str:
     started = time.perf_counter()
 
     raw = derivatives.bids_uri(context.bids_dir, job.ce_path)
-    provenance = {**context.provenance, **context.synthesiser.provenance,
-                  "Precision": context.synthesiser.precision,
-                  "PreprocessingTimings_s": ce.timings,
-                  "PreprocessingPeakMemory_GB": ce.peak_memory_gb,
-                  "BrainMaskMethod": ce.mask_method,
-                  "TemplateMaskDice": round(ce.template_mask_dice, 4)}
+    ce_provenance = _scan_provenance(context, ce)
     crop_affine, network_affine = grids.cropped_template_affine(), grids.network_affine()
     scale = {"IntensityScale": "x / P90(brain) / 2, clipped to [0, 1]; white matter ~0.5",
              "IntensityAnchor": ce.anchor}
 
-    def record(key, path_writer, sources, **fields):
+    def record(key, path_writer, sources, provenance=ce_provenance, **fields):
         path = path_writer(outputs[key])
         derivatives.write_sidecar(path, sources, provenance, **fields)
 
@@ -143,23 +146,20 @@ def process_scan(job, context) -> str:
            SynthesisTimings_s=stage_seconds)
 
     figure_rows = [("ce " + job.key, ce.crop, ce.crop_mask)]
-    provenance = {k: v for k, v in provenance.items() if k not in context.synthesiser.provenance
-                  and k != "Precision"}
     if session.reference is not None:
         ref = session.reference
         ref_raw = derivatives.bids_uri(context.bids_dir, job.reference_path)
-        provenance = {**context.provenance, "PreprocessingTimings_s": ref.timings,
-                      "PreprocessingPeakMemory_GB": ref.peak_memory_gb,
-                      "BrainMaskMethod": ref.mask_method,
-                      "TemplateMaskDice": round(ref.template_mask_dice, 4)}
+        ref_provenance = _scan_provenance(context, ref)
         ref_scale = {**scale, "IntensityAnchor": ref.anchor}
         record("ref_crop", lambda p: _save(p, ref.crop, crop_affine), [ref_raw, raw],
-               Description="non-contrast scan of the session in the cropped template grid, "
-                           "registered through the ce scan", **ref_scale)
+               ref_provenance, Description="non-contrast scan of the session in the cropped "
+                                           "template grid, registered through the ce scan",
+               **ref_scale)
         record("ref_mask", lambda p: _save(p, ref.crop_mask, crop_affine, np.uint8),
-               [ref_raw, raw], Description="brain mask of the non-contrast scan", Type="Brain")
+               [ref_raw, raw], ref_provenance, Description="brain mask of the non-contrast scan",
+               Type="Brain")
         record("ref_xfm", lambda p: _copy(session.reference_to_ce, p), [ref_raw, raw],
-               Description="ANTs rigid transform, non-contrast scan to the ce scan",
+               ref_provenance, Description="ANTs rigid transform, non-contrast scan to the ce scan",
                FromSpace="T1w", ToSpace=f"ce-{job.entities['ceagent']} T1w")
         figure_rows.append(("non-contrast " + job.reference_path.name.split(".nii")[0],
                             ref.crop, ref.crop_mask))
