@@ -73,3 +73,11 @@ def demo_cache(demo_bids, tmp_path_factory):
 def demo_pairs(demo_cache):
     from gado_bids.training.cache import load_pair
     return [load_pair(p) for p in demo_cache["paths"]]
+
+
+@pytest.fixture(scope="session")
+def demo_group_run(demo_participant_run, demo_bids):
+    """The group level run once on the demo participant-level outputs."""
+    _, output = demo_participant_run
+    result = run_cli(demo_bids, output, "group", "--nthreads", "2")
+    return result, output

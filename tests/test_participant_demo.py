@@ -163,16 +163,6 @@ def test_bids_filter_file_selects_scans(copy_of_demo):
     assert job.entities["run"] == 2 and job.reference_path.name == "sub-01_ses-01_run-2_T1w.nii.gz"
 
 
-def test_group_level_inventories_the_participant_outputs(demo_participant_run, demo_bids):
-    _, output = demo_participant_run
-    result = run_cli(demo_bids, output, "group")
-    assert result.returncode == 0, result.stderr
-    rows = (output / "group" / "desc-inventory_scans.tsv").read_text().splitlines()
-    assert rows[0].split("\t") == ["participant_id", "session_id", "ce_scan", "has_reference",
-                                   "participant_level"]
-    assert [r.split("\t")[-1] for r in rows[1:]] == ["complete"] * 3
-
-
 def test_group_level_without_participant_outputs_exits_66(demo_bids, tmp_path):
     result = run_cli(demo_bids, tmp_path / "empty", "group")
     assert result.returncode == 66 and "run the participant level first" in result.stderr

@@ -21,6 +21,22 @@ def bundled_manifest() -> dict:
     return json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else {}
 
 
+def training_role(weights_sha256: str, dataset_name: str, subject: str) -> str:
+    """'training', 'validation' or 'unseen': was this subject used to make these weights?
+
+    Only bundled weights say what they were trained on (the manifest lists the subjects and the
+    dataset's Name); a subject label alone is not enough - sub-003 of another dataset is unseen.
+    """
+    for entry in bundled_manifest().values():
+        if entry.get("sha256") != weights_sha256 or entry.get("training_dataset") != dataset_name:
+            continue
+        if subject in entry.get("validation_subjects", []):
+            return "validation"
+        if subject in entry.get("train_subjects", []):
+            return "training"
+    return "unseen"
+
+
 def bundled_weights_path(model_name: str) -> Path:
     manifest = bundled_manifest()
     if model_name not in manifest:

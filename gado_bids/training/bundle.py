@@ -33,6 +33,15 @@ def markdown_table(summary: dict) -> str:
     return head + body + line("**mean**", mean)
 
 
+def training_dataset_name(command: str) -> str:
+    """The Name in the training dataset's dataset_description.json (the command's bids_dir)."""
+    arguments = [a for a in command.split()[1:] if not a.startswith("-")]
+    description = Path(arguments[0]) / "dataset_description.json" if arguments else None
+    if description is None or not description.is_file():
+        return ""
+    return json.loads(description.read_text()).get("Name", "")
+
+
 def bundle(work_dir: Path) -> dict:
     work_dir = Path(work_dir)
     summary = json.loads((work_dir / "summary.json").read_text())
@@ -50,6 +59,7 @@ def bundle(work_dir: Path) -> dict:
         "device": summary["device"], "hardware": summary["hardware"],
         "torch": summary["torch"], "steps": summary["steps"],
         "training_seconds": round(sum(float(l.split("\t")[-1]) for l in log_lines), 1),
+        "training_dataset": training_dataset_name(summary["command"]),
         "train_subjects": summary["train_subjects"],
         "validation_subjects": summary["validation_subjects"]}
     atomic.write_json(MANIFEST, manifest)

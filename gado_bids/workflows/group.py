@@ -1,39 +1,203 @@
-"""Group level: for now an inventory of what the participant level produced.
+"""Group level: the paper's two questions asked of the user's own data.
 
-The similarity metrics, tissue volumes and report of the paper's Tables 1-2 build on this
-inventory (issue: group level).
+Table 1: is the synthetic image closer to the real non-contrast scan than the ce scan was
+(MAE, PSNR, SSIM)? Table 2: are GM/WM/CSF volumes measured on it closer (paired t-tests,
+Bonferroni)? Built only from participant-level outputs; per-session numbers are cached and reused
+(session_measures). Sessions that cannot take part are listed with the reason, never dropped
+silently.
 """
 import logging
+import time
+from pathlib import Path
 
 from gado_bids.errors import ExitCode, GadoError
-from gado_bids.outputs import atomic, derivatives
+from gado_bids.metrics import statistics
+from gado_bids.metrics.tissues import TISSUES, label_table
+from gado_bids.model.weights import training_role
+from gado_bids.outputs import atomic, derivatives, group_tables
+from gado_bids.outputs.group_report import write_group_report
+from gado_bids.outputs.group_tables import DECIMALS, format_value
 from gado_bids.workflows.participant import open_input
 from gado_bids.workflows.scan import is_complete, planned_outputs
+from gado_bids.workflows.session_measures import measure_session
+from gado_bids.workflows.summary import recorded_status
 
 LOG = logging.getLogger("gadosynth")
+METRICS = ("MAE", "PSNR", "SSIM")
 
 
-def run_group_level(args) -> int:
-    bids_dir, _, selection = open_input(args)
-    output_dir = derivatives.check_output_location(bids_dir, args.output_dir)
+def group_paths(output_dir: Path) -> dict:
+    folder = Path(output_dir) / "group"
+    return {"sessions": folder / "desc-sessions_status.tsv",
+            "similarity": folder / "desc-similarity_metrics.tsv",
+            "volumes": folder / "desc-tissues_volumes.tsv",
+            "statistics": folder / "desc-paired_statistics.tsv",
+            "report": Path(output_dir) / "group_report.html"}
+
+
+def _check_participant_outputs(output_dir: Path):
     if not (output_dir / "dataset_description.json").is_file():
         raise GadoError(f"'{output_dir}' holds no gadosynth participant-level outputs: run the "
                         "participant level first", ExitCode.NO_INPUT)
-    rows = ["participant_id\tsession_id\tce_scan\thas_reference\tparticipant_level"]
-    missing = []
-    for subject, jobs in sorted(selection.jobs_by_subject.items()):
-        for job in jobs:
-            complete = is_complete(job, output_dir)
-            if not complete:
-                missing.append(job.key)
-            rows.append("\t".join([f"sub-{subject}", f"ses-{job.session}" if job.session else "n/a",
-                                   job.ce_path.name, str(bool(job.reference_path)).lower(),
-                                   "complete" if complete else "missing"]))
-    inventory = output_dir / "group" / "desc-inventory_scans.tsv"
-    derivatives.ensure_writable_dir(inventory.parent, "the group output folder")
-    atomic.write_bytes(inventory, ("\n".join(rows) + "\n").encode())
-    LOG.info("group inventory: %d scan(s), %d without complete participant-level outputs -> %s",
-             len(rows) - 1, len(missing), inventory)
-    for key in missing:
-        LOG.warning("  participant level missing or incomplete for %s", key)
-    return int(ExitCode.SUCCESS)
+
+
+def _session_ids(job) -> dict:
+    return {"participant_id": f"sub-{job.subject}",
+            "session_id": f"ses-{job.session}" if job.session else "n/a",
+            "ce_scan": job.ce_path.name}
+
+
+def _missing_reason(job, output_dir) -> tuple:
+    status = recorded_status(output_dir, job.subject)
+    if status and status.get("status") == "failed":
+        return "participant_level_failed", status.get("reason", "")
+    return "participant_level_missing", ("participant-level outputs missing or incomplete: run "
+                                         "(or re-run) the participant level for this subject")
+
+
+def _weights_role(job, output_dir, dataset_name) -> str:
+    import json
+    sidecar = derivatives.sidecar_path(planned_outputs(job, output_dir)["synthetic_crop"])
+    weights = json.loads(sidecar.read_text()).get("WeightsSha256", "")
+    return training_role(weights, dataset_name, job.subject)
+
+
+def _similarity_row(ids, role, measures) -> dict:
+    row = {**ids, "weights_role": role,
+           "mask_voxels": format_value(measures["mask_voxels"])}
+    for image in ("ce", "synthetic"):
+        for metric in METRICS:
+            row[f"{metric}_{image}"] = format_value(measures["similarity"][image][metric],
+                                                    DECIMALS[metric])
+    return row
+
+
+def _volume_rows(ids, role, measures) -> list:
+    rows = []
+    template, native = measures["volumes_template_cm3"], measures["volumes_native_cm3"]
+    for tissue in TISSUES:
+        row = {**ids, "weights_role": role, "tissue": tissue}
+        for image in ("real", "ce", "synthetic"):
+            row[f"{image}_cm3"] = format_value(template.get(image, {}).get(tissue), 2)
+            row[f"{image}_native_cm3"] = format_value(native.get(image, {}).get(tissue), 2)
+        for image in ("ce", "synthetic"):
+            difference = (abs(template["real"][tissue] - template[image][tissue])
+                          if "real" in template else None)
+            row[f"abs_diff_{image}_cm3"] = format_value(difference, 2)
+        rows.append(row)
+    return rows
+
+
+def _statistics_rows(similarity_rows, volume_rows) -> list:
+    """Paired tests per subset (all, then each weights role present besides 'all')."""
+    subsets = {"all": lambda r: True}
+    roles = sorted({r["weights_role"] for r in similarity_rows})
+    if roles != ["unseen"]:
+        subsets.update({role: (lambda r, role=role: r["weights_role"] == role) for role in roles})
+    rows = []
+    for subset, keep in subsets.items():
+        chosen = [r for r in similarity_rows if keep(r)]
+        tables = {
+            "similarity": ({m: [float(r[f"{m}_ce"]) for r in chosen] for m in METRICS},
+                           {m: [float(r[f"{m}_synthetic"]) for r in chosen] for m in METRICS}),
+            "volume_error": tuple(
+                {t: [float(r[f"abs_diff_{image}_cm3"]) for r in volume_rows
+                     if r["tissue"] == t and keep(r) and r["abs_diff_ce_cm3"] != "n/a"]
+                 for t in TISSUES} for image in ("ce", "synthetic")),
+        }
+        for table, (baseline, synthetic) in tables.items():
+            for test in statistics.paired_tests(baseline, synthetic):
+                decimals = DECIMALS.get(test["measure"], DECIMALS["cm3"])
+                rows.append({
+                    "subset": subset, "table": table, "measure": test["measure"],
+                    "n": str(test["n"]),
+                    **{f"{name}_{stat}": format_value(test[f"{key}_{stat}"], decimals)
+                       for name, key in (("ce", "baseline"), ("synthetic", "synthetic"))
+                       for stat in ("mean", "sd")},
+                    "t": format_value(test["t"], DECIMALS["t"]),
+                    "p": format_value(test["p"], DECIMALS["p"]),
+                    "p_bonferroni": format_value(test["p_bonferroni"], DECIMALS["p"]),
+                    "note": test["note"]})
+    return rows
+
+
+def run_group_level(args) -> int:
+    bids_dir, description, selection = open_input(args)
+    output_dir = derivatives.check_output_location(bids_dir, args.output_dir)
+    _check_participant_outputs(output_dir)
+    derivatives.ensure_writable_dir(output_dir / "group", "the group output folder")
+    atomic.write_bytes(output_dir / "dseg.tsv", label_table().encode())
+    provenance = {"SoftwareVersions": derivatives.software_versions(), "RandomSeed": args.seed,
+                  "Threads": args.nthreads or 0}
+    dataset_name = description.get("Name", "")
+    sessions, similarity_rows, volume_rows, thumbnails = [], [], [], {}
+    jobs = [job for subject in sorted(selection.jobs_by_subject)
+            for job in selection.jobs_by_subject[subject]]
+    LOG.info("group level: %d ce scan(s) selected", len(jobs))
+    failures = 0
+    for position, job in enumerate(jobs, 1):
+        ids = _session_ids(job)
+        entry = {**ids, "has_non_contrast": format_value(bool(job.reference_path)),
+                 "status": "measured", "reason": "", "reused": "false"}
+        sessions.append(entry)
+        if not is_complete(job, output_dir):
+            entry["status"], entry["reason"] = _missing_reason(job, output_dir)
+            LOG.warning("[%d/%d] %s: %s (%s)", position, len(jobs), job.key, entry["status"],
+                        entry["reason"])
+            continue
+        started = time.time()
+        try:
+            measures = measure_session(job, output_dir, args.seed, provenance)
+            role = _weights_role(job, output_dir, dataset_name)
+        except Exception as error:  # one broken session must not hide the others
+            LOG.exception("[%d/%d] %s: group-level measures failed", position, len(jobs),
+                          job.key)
+            entry["status"], entry["reason"] = "group_level_failed", \
+                f"{type(error).__name__}: {error}"
+            failures += 1
+            continue
+        entry["reused"] = format_value(measures["reused"])
+        thumbnails[ids["ce_scan"]] = measures.get("thumbnail_png")
+        volume_rows.extend(_volume_rows(ids, role, measures))
+        if job.reference_path:
+            similarity_rows.append(_similarity_row(ids, role, measures))
+        else:
+            entry["status"] = "no_non_contrast"
+            entry["reason"] = ("no non-contrast T1w in this session: volumes of the ce and "
+                               "synthetic images only, left out of paired statistics")
+        LOG.info("[%d/%d] %s: %s in %.0f s", position, len(jobs), job.key,
+                 "reused" if measures["reused"] else "measured", time.time() - started)
+    paired_volume_rows = [r for r in volume_rows if r["abs_diff_ce_cm3"] != "n/a"]
+    statistics_rows = _statistics_rows(similarity_rows, paired_volume_rows)
+    paths = group_paths(output_dir)
+    group_tables.write_table(paths["sessions"], group_tables.SESSIONS_COLUMNS, sessions)
+    group_tables.write_table(paths["similarity"], group_tables.SIMILARITY_COLUMNS,
+                             similarity_rows)
+    group_tables.write_table(paths["volumes"], group_tables.VOLUME_COLUMNS, volume_rows)
+    group_tables.write_table(paths["statistics"], group_tables.STATISTICS_COLUMNS,
+                             statistics_rows)
+    write_group_report(paths["report"], sessions, similarity_rows, paired_volume_rows,
+                       statistics_rows, thumbnails)
+    _log_summary(sessions, statistics_rows, paths)
+    if not similarity_rows and not volume_rows:
+        raise GadoError("no session has complete participant-level outputs: nothing to "
+                        "analyse (run the participant level first)", ExitCode.NO_INPUT)
+    return int(ExitCode.FAILURE if failures else ExitCode.SUCCESS)
+
+
+def _log_summary(sessions, statistics_rows, paths):
+    counts = {}
+    for session in sessions:
+        counts[session["status"]] = counts.get(session["status"], 0) + 1
+    LOG.info("group summary: %s", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    for session in sessions:
+        if session["status"] not in ("measured",):
+            LOG.warning("  %s %s: %s - %s", session["participant_id"], session["ce_scan"],
+                        session["status"], session["reason"])
+    for row in statistics_rows:
+        if row["subset"] == "all":
+            LOG.info("  %-12s %-5s n=%s ce %s±%s synthetic %s±%s p(Bonferroni) %s %s",
+                     row["table"], row["measure"], row["n"], row["ce_mean"], row["ce_sd"],
+                     row["synthetic_mean"], row["synthetic_sd"], row["p_bonferroni"],
+                     row["note"])
+    LOG.info("tables in %s; report: %s", paths["sessions"].parent, paths["report"])

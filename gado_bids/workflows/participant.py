@@ -17,7 +17,7 @@ from gado_bids.discovery.validation import (check_bids_dir_readable, read_datase
                                             validate_bids_dataset)
 from gado_bids.errors import GadoError
 from gado_bids.outputs import derivatives
-from gado_bids.workflows.summary import RunSummary
+from gado_bids.workflows.summary import RunSummary, record_status
 
 LOG = logging.getLogger("gadosynth")
 
@@ -107,13 +107,14 @@ def run_participant_level(args) -> int:
             try:
                 statuses = [process_scan(job, context) for job in jobs]
             except GadoError as error:
-                summary.add(subject, "failed", str(error), time.time() - started)
+                record_status(output_dir, summary.add(subject, "failed", str(error),
+                                                      time.time() - started))
                 LOG.error("sub-%s failed: %s", subject, error)
                 continue
             except Exception as error:  # isolate any bug or library failure to this participant
                 LOG.exception("sub-%s failed with an unexpected error", subject)
-                summary.add(subject, "failed", f"{type(error).__name__}: {error}",
-                            time.time() - started)
+                record_status(output_dir, summary.add(
+                    subject, "failed", f"{type(error).__name__}: {error}", time.time() - started))
                 continue
             try:
                 write_participant_page(subject, jobs, output_dir)
@@ -122,6 +123,6 @@ def run_participant_level(args) -> int:
             status = "skipped" if all(s == "complete" for s in statuses) else "succeeded"
             reason = "outputs already complete (use --overwrite to recompute)" \
                 if status == "skipped" else ""
-            summary.add(subject, status, reason, time.time() - started)
+            record_status(output_dir, summary.add(subject, status, reason, time.time() - started))
     summary.log()
     return summary.exit_code

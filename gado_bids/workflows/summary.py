@@ -1,8 +1,13 @@
 """What happened to each participant, and the exit code that follows from it."""
+import json
 import logging
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
+from gado_bids import __version__
 from gado_bids.errors import ExitCode
+from gado_bids.outputs import atomic
 
 LOG = logging.getLogger("gadosynth")
 
@@ -20,7 +25,9 @@ class RunSummary:
     results: list = field(default_factory=list)
 
     def add(self, label, status, reason="", seconds=0.0):
-        self.results.append(ParticipantResult(label, status, reason, seconds))
+        result = ParticipantResult(label, status, reason, seconds)
+        self.results.append(result)
+        return result
 
     def count(self, status):
         return sum(r.status == status for r in self.results)
@@ -39,3 +46,22 @@ class RunSummary:
             if result.reason:
                 line += f" - {result.reason}"
             (LOG.error if result.status == "failed" else LOG.info)(line)
+
+
+def status_path(output_dir: Path, label: str) -> Path:
+    return Path(output_dir) / "logs" / f"sub-{label}_participant-status.json"
+
+
+def record_status(output_dir: Path, result: ParticipantResult):
+    """Leave the participant's outcome where the group level can name failures, not guess."""
+    atomic.write_json(status_path(output_dir, result.label), {
+        **asdict(result), "seconds": round(result.seconds, 1), "gadosynth": __version__,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+
+def recorded_status(output_dir: Path, label: str):
+    """The last participant-level outcome recorded for this participant, or None."""
+    try:
+        return json.loads(status_path(output_dir, label).read_text())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,186 @@
+"""The group report: one self-contained offline HTML page (figures inlined as PNG).
+
+Laid out like the paper: Table 1 (similarity to the real non-contrast scan, ce vs synthetic) and
+Table 2 (tissue volume errors with Bonferroni-corrected paired t-tests), per subset of sessions;
+box plots; a Bland-Altman plot per tissue; then one row per session with a thumbnail linking to
+its participant QC page. Table cells print the TSVs' own strings (tests compare them).
+"""
+import base64
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+
+from gado_bids import __version__
+from gado_bids.metrics.tissues import TISSUES
+from gado_bids.outputs import atomic
+
+METRICS = (("MAE", "MAE (%)"), ("PSNR", "PSNR (dB)"), ("SSIM", "SSIM"))
+STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
+         "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+         "th{background:#f3f3f3}td.l,th.l{text-align:left}img{max-width:100%}.warn{color:#a40}")
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _encode(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=72)
+    _pyplot().close(figure)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def thumbnail(slices) -> str:
+    """Axial slices side by side (ce | synthetic | real) as one grey PNG, without a figure."""
+    plt = _pyplot()
+    row = np.concatenate([np.rot90(np.clip(s, 0, 1)) for s in slices], axis=1)
+    buffer = io.BytesIO()
+    plt.imsave(buffer, row[::2, ::2], cmap="gray", vmin=0, vmax=1, format="png")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _table(header, rows, left_columns=1, row_ids=None) -> str:
+    head = "".join(f'<th class="{"l" if i < left_columns else ""}">{html.escape(h)}</th>'
+                   for i, h in enumerate(header))
+    body = []
+    for index, row in enumerate(rows):
+        cells = "".join(f'<td class="{"l" if i < left_columns else ""}">{cell}</td>'
+                        for i, cell in enumerate(row))
+        identifier = f' id="{html.escape(row_ids[index])}"' if row_ids else ""
+        body.append(f"<tr{identifier}>{cells}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _mean_sd(row, image) -> str:
+    mean, sd = row[f"{image}_mean"], row[f"{image}_sd"]
+    return html.escape(mean if sd == "n/a" else f"{mean} ± {sd}")
+
+
+def paper_tables(statistics_rows, subset) -> str:
+    rows = [r for r in statistics_rows if r["subset"] == subset]
+    similarity = {r["measure"]: r for r in rows if r["table"] == "similarity"}
+    volumes = {r["measure"]: r for r in rows if r["table"] == "volume_error"}
+    parts = []
+    if similarity:
+        table1 = [[label] + [_mean_sd(similarity[m], image) for m, _ in METRICS]
+                  for image, label in (("ce", "contrast-enhanced vs real"),
+                                       ("synthetic", "synthetic vs real"))]
+        n = similarity["MAE"]["n"]
+        parts.append(f"<h4>Table 1: similarity to the real non-contrast scan (n = {n}, "
+                     "mean ± SD)</h4>" + _table(["image"] + [label for _, label in METRICS],
+                                                 table1))
+    if volumes:
+        table2 = [[t, _mean_sd(volumes[t], "ce"), _mean_sd(volumes[t], "synthetic"),
+                   html.escape(volumes[t]["t"]), html.escape(volumes[t]["p_bonferroni"]),
+                   html.escape(volumes[t]["note"])] for t in TISSUES if t in volumes]
+        parts.append("<h4>Table 2: absolute tissue volume error against the real non-contrast "
+                     "scan (cm³, template space, mean ± SD; paired t-test, Bonferroni over 3 "
+                     "tissues)</h4>" + _table(["tissue", "|V_real − V_ce|",
+                                               "|V_real − V_synthetic|", "t",
+                                               "p (Bonferroni)", "note"], table2))
+    return "".join(parts)
+
+
+def _box_plots(similarity_rows, volume_rows) -> str:
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 6, figsize=(18, 3.4))
+    for axis, (metric, label) in zip(axes[:3], METRICS):
+        data = [[float(r[f"{metric}_{image}"]) for r in similarity_rows]
+                for image in ("ce", "synthetic")]
+        axis.boxplot(data)
+        axis.set_xticks([1, 2], ["ce", "synthetic"])
+        axis.set_title(label)
+    for axis, tissue in zip(axes[3:], TISSUES):
+        rows = [r for r in volume_rows if r["tissue"] == tissue]
+        data = [[float(r[f"abs_diff_{image}_cm3"]) for r in rows] for image in ("ce", "synthetic")]
+        axis.boxplot(data)
+        axis.set_xticks([1, 2], ["ce", "synthetic"])
+        axis.set_title(f"|ΔV| {tissue} (cm³)")
+    figure.tight_layout()
+    return _encode(figure)
+
+
+def _bland_altman(volume_rows) -> str:
+    """Per tissue: difference to the real volume against the pair's mean, with 95% limits."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for axis, tissue in zip(axes, TISSUES):
+        rows = [r for r in volume_rows if r["tissue"] == tissue]
+        real = np.array([float(r["real_cm3"]) for r in rows])
+        for image, colour in (("ce", "tab:red"), ("synthetic", "tab:blue")):
+            other = np.array([float(r[f"{image}_cm3"]) for r in rows])
+            difference, mean = other - real, (other + real) / 2
+            axis.scatter(mean, difference, s=14, color=colour, label=image)
+            bias = difference.mean()
+            spread = 1.96 * difference.std(ddof=1) if len(difference) > 1 else 0.0
+            for level, style in ((bias, "-"), (bias - spread, ":"), (bias + spread, ":")):
+                axis.axhline(level, color=colour, linestyle=style, linewidth=0.8)
+        axis.axhline(0, color="black", linewidth=0.5)
+        axis.set_title(f"{tissue}: V − V_real vs mean (cm³)")
+        axis.set_xlabel("mean of the two volumes (cm³)")
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    return _encode(figure)
+
+
+def write_group_report(path: Path, sessions, similarity_rows, volume_rows, statistics_rows,
+                       thumbnails: dict) -> Path:
+    """sessions, *_rows: the TSV rows (formatted strings); thumbnails: ce_scan -> PNG base64."""
+    parts = [f"<h1>gadosynth {__version__}: group report</h1>"]
+    counts = {}
+    for session in sessions:
+        counts[session["status"]] = counts.get(session["status"], 0) + 1
+    parts.append("<p>Sessions: " + ", ".join(f"{n} {html.escape(status)}"
+                                             for status, n in sorted(counts.items())) + "</p>")
+    excluded = [s for s in sessions if s["status"] != "measured"]
+    if excluded:
+        parts.append('<h2>Left out of the paired statistics</h2><ul class="warn">' + "".join(
+            f"<li>{html.escape(s['participant_id'])} {html.escape(s['ce_scan'])}: "
+            f"{html.escape(s['status'])} - {html.escape(s['reason'])}</li>" for s in excluded)
+            + "</ul>")
+    subsets = sorted({r["subset"] for r in statistics_rows}, key=lambda s: (s != "all", s))
+    parts.append("<h2>Tables (as in Bottani et al. 2022)</h2>")
+    if not similarity_rows:
+        parts.append('<p class="warn">No session has both a synthetic image and a real '
+                     "non-contrast scan: nothing to compare.</p>")
+    for subset in subsets:
+        title = {"all": "All measured sessions",
+                 "validation": "Subjects held out from training the bundled weights",
+                 "training": "Subjects used to train the bundled weights (optimistic)",
+                 "unseen": "Subjects the bundled weights never saw"}.get(subset, subset)
+        parts.append(f"<h3>{html.escape(title)}</h3>" + paper_tables(statistics_rows, subset))
+    if similarity_rows and len(similarity_rows) >= 1:
+        parts.append("<h2>Distributions</h2><img alt='box plots' src='data:image/png;base64,"
+                     f"{_box_plots(similarity_rows, volume_rows)}'>")
+        parts.append("<h2>Bland-Altman, per tissue</h2><p>Solid line: mean difference (bias); "
+                     "dotted: bias ± 1.96 SD.</p><img alt='Bland-Altman' "
+                     f"src='data:image/png;base64,{_bland_altman(volume_rows)}'>")
+    parts.append("<h2>Sessions</h2>")
+    similarity_by_scan = {r["ce_scan"]: r for r in similarity_rows}
+    header = (["participant", "ce scan", "weights role", "status"] +
+              [f"{m} {image}" for image in ("ce", "synthetic") for m, _ in METRICS] +
+              ["ce | synthetic | real"])
+    rows, row_ids = [], []
+    for session in sessions:
+        metrics = similarity_by_scan.get(session["ce_scan"])
+        subject = session["participant_id"]
+        picture = thumbnails.get(session["ce_scan"])
+        link = (f'<a href="{html.escape(subject)}.html"><img alt="thumbnail" '
+                f'src="data:image/png;base64,{picture}"></a>') if picture else \
+            f'<a href="{html.escape(subject)}.html">QC page</a>'
+        rows.append([html.escape(subject), html.escape(session["ce_scan"]),
+                     html.escape(metrics["weights_role"] if metrics else "n/a"),
+                     html.escape(session["status"])] +
+                    [html.escape(metrics[f"{m}_{image}"]) if metrics else "n/a"
+                     for image in ("ce", "synthetic") for m, _ in METRICS] + [link])
+        row_ids.append(session["ce_scan"])
+    parts.append(_table(header, rows, left_columns=4, row_ids=row_ids))
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>gadosynth group report"
+            f"</title><style>{STYLE}</style></head><body>" + "".join(parts) + "</body></html>")
+    return atomic.write_bytes(path, page.encode())

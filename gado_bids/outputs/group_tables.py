@@ -1,0 +1,102 @@
+"""The group-level tables: TSV files, each with a JSON data dictionary (BIDS tabular sidecars).
+
+Numbers are written with fixed decimals, and the HTML report prints these same strings, so every
+row of the report can be checked against the TSV it came from.
+"""
+import math
+from pathlib import Path
+
+from gado_bids.outputs import atomic
+
+SESSION_COLUMNS = {
+    "participant_id": "BIDS participant label", "session_id": "BIDS session label or n/a",
+    "ce_scan": "file name of the contrast-enhanced T1w scan",
+}
+WEIGHTS_ROLE = {"weights_role": "whether the bundled weights saw this subject: 'training', "
+                                "'validation' (held out while training) or 'unseen'. Training "
+                                "subjects give optimistic numbers"}
+
+SIMILARITY_COLUMNS = {
+    **SESSION_COLUMNS, **WEIGHTS_ROLE,
+    "mask_voxels": {"Description": "voxels in the union of the ce and non-contrast brain masks "
+                                   "(1 mm template grid); every metric is averaged over them "
+                                   "only", "Units": "voxels"},
+    **{f"{metric}_{image}": {
+        "Description": f"{label} between the real non-contrast scan and the {name} image, in "
+                       "the union brain mask, on the normalised scale (x / P90(brain) / 2, "
+                       f"clipped to [0, 1]). {definition}", **({"Units": units} if units else {})}
+       for image, name in (("ce", "contrast-enhanced (baseline)"), ("synthetic", "synthetic"))
+       for metric, label, definition, units in (
+           ("MAE", "mean absolute error", "100 x mean |x - y| / R, R = 1", "%"),
+           ("PSNR", "peak signal-to-noise ratio", "10 log10(R^2 / mean (x - y)^2), R = 1", "dB"),
+           ("SSIM", "structural similarity", "Wang et al. 2004 local SSIM map, 3D Gaussian "
+                    "window sigma 1.5 voxels truncated at 3.5 sigma, C1 = (0.01 R)^2, "
+                    "C2 = (0.03 R)^2, averaged over the mask's voxels", ""))},
+}
+
+VOLUME_COLUMNS = {
+    **SESSION_COLUMNS, **WEIGHTS_ROLE,
+    "tissue": "CSF, GM or WM (ANTs Atropos with MNI152NLin2009aSym priors, in the union mask)",
+    **{f"{image}_cm3": {"Description": f"{image} image's tissue volume in template space "
+                                      "(segmented on the 128^3 network grid of the template, "
+                                      "3.02 mm3 voxels)", "Units": "cm3"}
+       for image in ("real", "ce", "synthetic")},
+    **{f"{image}_native_cm3": {"Description": f"{image} image's tissue volume rescaled to the "
+                                             "subject's native space by |det| of the ce scan's "
+                                             "affine to the template", "Units": "cm3"}
+       for image in ("real", "ce", "synthetic")},
+    "abs_diff_ce_cm3": {"Description": "|V_real - V_ce|, template space", "Units": "cm3"},
+    "abs_diff_synthetic_cm3": {"Description": "|V_real - V_synthetic|, template space",
+                               "Units": "cm3"},
+}
+
+STATISTICS_COLUMNS = {
+    "subset": "sessions summarised: all, or only those whose subjects the bundled weights "
+              "used for training / held out for validation / never saw",
+    "table": "similarity (paper's Table 1) or volume_error (paper's Table 2)",
+    "measure": "MAE, PSNR, SSIM, or a tissue (CSF, GM, WM) for |V_real - V|",
+    "n": "sessions (pairs) in the test",
+    "ce_mean": "mean over sessions, ce image vs real", "ce_sd": "sample SD (ddof 1)",
+    "synthetic_mean": "mean over sessions, synthetic vs real", "synthetic_sd": "sample SD (ddof 1)",
+    "t": "paired t statistic (scipy.stats.ttest_rel, ce minus synthetic)",
+    "p": "two-sided p value, uncorrected",
+    "p_bonferroni": "p x the number of measures in the table (3), capped at 1",
+    "note": "why a test was not computed, when it was not",
+}
+
+SESSIONS_COLUMNS = {
+    **SESSION_COLUMNS,
+    "has_non_contrast": "whether the session has a real non-contrast T1w to compare with",
+    "status": "measured | no_non_contrast (volumes only, left out of paired statistics) | "
+              "participant_level_failed | participant_level_missing | group_level_failed",
+    "reason": "why the session is not fully measured, when it is not",
+    "reused": "true when the numbers came from a previous group run (inputs unchanged)",
+}
+
+DECIMALS = {"MAE": 3, "PSNR": 3, "SSIM": 4, "cm3": 2, "p": 6, "t": 4, "scale": 5}
+
+
+def format_value(value, decimals: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.{decimals}f}"
+    return str(value)
+
+
+def write_table(path: Path, columns: dict, rows: list) -> Path:
+    """rows: dicts of already formatted strings, keyed by the columns."""
+    lines = ["\t".join(columns)] + ["\t".join(row[c] for c in columns) for row in rows]
+    atomic.write_bytes(path, ("\n".join(lines) + "\n").encode())
+    dictionary = {name: spec if isinstance(spec, dict) else {"Description": spec}
+                  for name, spec in columns.items()}
+    atomic.write_json(path.with_suffix(".json"), dictionary)
+    return path
+
+
+def read_table(path: Path) -> list:
+    header, *lines = Path(path).read_text().splitlines()
+    names = header.split("\t")
+    return [dict(zip(names, line.split("\t"))) for line in lines]

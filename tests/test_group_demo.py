@@ -1,0 +1,214 @@
+"""The group level on the demo dataset: tables, dictionaries, segmentation, report, partial data."""
+import json
+import shutil
+from html.parser import HTMLParser
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from gado_bids.discovery.selection import open_layout, select_scans
+from gado_bids.metrics import tissues
+from gado_bids.outputs import derivatives
+from gado_bids.outputs.group_tables import read_table
+from gado_bids.workflows.group import group_paths
+from gado_bids.workflows.scan import planned_outputs
+from gado_bids.workflows.session_measures import segmentation_paths
+
+
+def _jobs(bids_dir):
+    return [j for jobs in select_scans(open_layout(bids_dir)).jobs_by_subject.values()
+            for j in jobs]
+
+
+class _Tables(HTMLParser):
+    """Every table of a page as lists of rows of cell texts."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._cell = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append(self._cell.strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+def _report_tables(path):
+    parser = _Tables()
+    parser.feed(path.read_text())
+    return parser.tables
+
+
+def test_group_level_writes_every_table_with_its_dictionary(demo_group_run):
+    result, output = demo_group_run
+    assert result.returncode == 0, result.stderr
+    assert "group summary: 3 measured" in result.stderr
+    paths = group_paths(output)
+    for key in ("sessions", "similarity", "volumes", "statistics"):
+        rows = read_table(paths[key])
+        dictionary = json.loads(paths[key].with_suffix(".json").read_text())
+        header = paths[key].read_text().splitlines()[0].split("\t")
+        assert header == list(dictionary), key  # every column described, in order
+        assert all("Description" in spec for spec in dictionary.values())
+        assert rows, key
+    similarity = read_table(paths["similarity"])
+    assert [r["participant_id"] for r in similarity] == ["sub-01", "sub-02", "sub-03"]
+    for row in similarity:
+        assert 0 < float(row["MAE_ce"]) < 30 and 10 < float(row["PSNR_synthetic"]) < 50
+        assert 0 < float(row["SSIM_synthetic"]) <= 1
+        assert row["weights_role"] == "unseen"  # demo subjects were never used for training
+    volumes = read_table(paths["volumes"])
+    assert len(volumes) == 9 and {r["tissue"] for r in volumes} == {"CSF", "GM", "WM"}
+    for row in volumes:
+        for image in ("ce", "synthetic"):
+            assert float(row[f"abs_diff_{image}_cm3"]) == pytest.approx(
+                abs(float(row["real_cm3"]) - float(row[f"{image}_cm3"])), abs=0.011)
+    statistics = read_table(paths["statistics"])
+    volume_tests = [r for r in statistics if r["table"] == "volume_error"]
+    assert [r["measure"] for r in volume_tests] == ["CSF", "GM", "WM"]
+    for row in volume_tests:
+        assert row["n"] == "3" and row["note"] == ""
+        assert float(row["p_bonferroni"]) == pytest.approx(min(1.0, 3 * float(row["p"])),
+                                                           abs=2e-6)
+
+
+def test_segmentations_agree_with_the_template_tissues(demo_group_run, demo_bids):
+    """Stated range: the real scan's GM and WM within 20% of the template's own (arg-max of its
+    priors, same mask and grid) and Dice >= 0.8 with them; the three labels fill the mask."""
+    _, output = demo_group_run
+    priors = np.stack(tissues.network_priors())
+    template_labels = np.where(priors.sum(0) >= 0.5, priors.argmax(0) + 1, 0)
+    for job in _jobs(demo_bids):
+        labels = np.asarray(nib.load(str(segmentation_paths(job, output)["real"])).dataobj)
+        assert labels.shape == (128, 128, 128) and set(np.unique(labels)) == {0, 1, 2, 3}
+        inside = template_labels > 0
+        for name in ("GM", "WM"):
+            index = tissues.LABELS[name]
+            ours, theirs = (labels == index) & inside, (template_labels == index) & inside
+            dice = 2 * (ours & theirs).sum() / (ours.sum() + theirs.sum())
+            assert dice >= 0.8, (job.key, name, dice)
+            assert ours.sum() == pytest.approx(theirs.sum(), rel=0.2), (job.key, name)
+        sidecar = json.loads(derivatives.sidecar_path(
+            segmentation_paths(job, output)["real"]).read_text())
+        assert sidecar["Atropos"] == tissues.ATROPOS_SETTINGS and "FileSha256" in sidecar
+
+
+def test_native_volumes_follow_the_affine_determinant(demo_group_run, demo_bids):
+    """|det| of the saved transform = native brain mask volume / template brain mask volume."""
+    _, output = demo_group_run
+    for job in _jobs(demo_bids):
+        outputs = planned_outputs(job, output)
+        native_mask = nib.load(str(outputs["ce_native_mask"]))
+        native_cm3 = np.asarray(native_mask.dataobj).astype(bool).sum() * abs(
+            np.linalg.det(native_mask.affine[:3, :3])) / 1000
+        template_cm3 = np.asarray(nib.load(str(outputs["ce_mask"])).dataobj).astype(bool).sum() \
+            / 1000
+        scale = tissues.template_to_native_scale(outputs["ce_xfm"])
+        assert native_cm3 / template_cm3 == pytest.approx(scale, rel=0.03)
+    rows = read_table(group_paths(output)["volumes"])
+    for row in rows:
+        ratio = float(row["real_native_cm3"]) / float(row["real_cm3"])
+        assert 0.7 < ratio < 1.4  # demo heads are the template, rescaled by < 15 %
+
+
+def test_report_renders_and_every_row_matches_the_tables(demo_group_run):
+    _, output = demo_group_run
+    paths = group_paths(output)
+    page = paths["report"].read_text()
+    assert page.startswith("<!DOCTYPE html>") and "http" not in page.split("<body>")[1]
+    tables = _report_tables(paths["report"])
+    statistics = read_table(paths["statistics"])
+    table1, table2, sessions = tables[0], tables[1], tables[-1]
+    similarity_stats = {r["measure"]: r for r in statistics
+                        if r["subset"] == "all" and r["table"] == "similarity"}
+    for row, image in zip(table1[1:], ("ce", "synthetic")):
+        for cell, metric in zip(row[1:], ("MAE", "PSNR", "SSIM")):
+            stat = similarity_stats[metric]
+            assert cell == f"{stat[f'{image}_mean']} ± {stat[f'{image}_sd']}"
+    volume_stats = {r["measure"]: r for r in statistics
+                    if r["subset"] == "all" and r["table"] == "volume_error"}
+    for row in table2[1:]:
+        stat = volume_stats[row[0]]
+        assert row[1] == f"{stat['ce_mean']} ± {stat['ce_sd']}"
+        assert row[2] == f"{stat['synthetic_mean']} ± {stat['synthetic_sd']}"
+        assert row[4] == stat["p_bonferroni"]
+    similarity = read_table(paths["similarity"])
+    assert len(sessions) - 1 == len(similarity)
+    for row, expected in zip(sessions[1:], similarity):
+        assert row[:3] == [expected["participant_id"], expected["ce_scan"],
+                           expected["weights_role"]]
+        assert row[4:10] == [expected[f"{m}_{i}"] for i in ("ce", "synthetic")
+                             for m in ("MAE", "PSNR", "SSIM")]
+    assert page.count('<a href="sub-0') == 3 and page.count("data:image/png;base64,") == 5
+
+
+def test_group_rerun_reuses_every_measure(demo_group_run, demo_bids):
+    _, output = demo_group_run
+    segmentations = [p for job in _jobs(demo_bids) for p in
+                     segmentation_paths(job, output).values()]
+    stamps = [p.stat().st_mtime_ns for p in segmentations]
+    again = run_cli(demo_bids, output, "group")
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count(": reused in") == 3
+    assert [p.stat().st_mtime_ns for p in segmentations] == stamps
+    assert {r["reused"] for r in read_table(group_paths(output)["sessions"])} == {"true"}
+
+
+def test_partial_data_is_named_and_kept_out_of_paired_statistics(demo_group_run, demo_bids,
+                                                                 tmp_path):
+    """sub-03 without its non-contrast scan, sub-02 failed at the participant level; then
+    sub-01's outputs damaged as well."""
+    _, group_output = demo_group_run
+    bids = tmp_path / "bids"
+    shutil.copytree(demo_bids, bids)
+    output = tmp_path / "out"
+    shutil.copytree(group_output, output)
+    (bids / "sub-03" / "ses-01" / "anat" / "sub-03_ses-01_T1w.nii.gz").unlink()
+    (bids / "sub-03" / "ses-01" / "anat" / "sub-03_ses-01_T1w.json").unlink()
+    job_02 = [j for j in _jobs(bids) if j.subject == "02"][0]
+    planned_outputs(job_02, output)["synthetic_crop"].unlink()
+    job_02.ce_path.write_bytes(job_02.ce_path.read_bytes()[:5000])  # truncated: fails to load
+    failed = run_cli(bids, output, "participant", "--participant_label", "02")
+    assert failed.returncode == 1
+
+    result = run_cli(bids, output, "group")
+    assert result.returncode == 0, result.stderr
+    sessions = {r["participant_id"]: r for r in read_table(group_paths(output)["sessions"])}
+    assert sessions["sub-01"]["status"] == "measured"
+    assert sessions["sub-02"]["status"] == "participant_level_failed"
+    assert "sub-02_ses-01_ce-gadolinium_T1w" in sessions["sub-02"]["reason"]
+    assert sessions["sub-03"]["status"] == "no_non_contrast"
+    assert [r["participant_id"] for r in read_table(group_paths(output)["similarity"])] == \
+        ["sub-01"]
+    volumes = read_table(group_paths(output)["volumes"])
+    sub_03 = [r for r in volumes if r["participant_id"] == "sub-03"]
+    assert len(sub_03) == 3 and all(r["real_cm3"] == "n/a" and float(r["synthetic_cm3"]) > 0
+                                    for r in sub_03)
+    statistics = read_table(group_paths(output)["statistics"])
+    assert all(r["p"] == "n/a" and "1 pair(s)" in r["note"] for r in statistics)
+    page = group_paths(output)["report"].read_text()
+    assert "participant_level_failed" in page and "no_non_contrast" in page
+    assert "not computed: 1 pair(s)" in page
+
+    planned_outputs([j for j in _jobs(bids) if j.subject == "01"][0],
+                    output)["ce_crop"].write_bytes(b"damaged")
+    result = run_cli(bids, output, "group")
+    assert result.returncode == 0, result.stderr
+    assert "sub-01 sub-01_ses-01_ce-gadolinium_T1w.nii.gz: participant_level_missing" in \
+        result.stderr
+    assert "No session has both a synthetic image and a real" in \
+        group_paths(output)["report"].read_text()
