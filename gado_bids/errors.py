@@ -14,6 +14,8 @@ class ExitCode(enum.IntEnum):
     USAGE = 64  # bad command line
     NO_INPUT = 66  # bids_dir missing or unreadable, no ce- scans at all
     CANNOT_CREATE_OUTPUT = 73  # output folder not writable, or owned by another version
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+    TERMINATED = 143  # SIGTERM, e.g. a batch system's time limit or scancel (128 + SIGTERM)
 
 
 class GadoError(Exception):
@@ -29,3 +31,11 @@ class InputImageError(GadoError):
 
     def __init__(self, message: str):
         super().__init__(message, ExitCode.FAILURE)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where Python code runs next.
+
+    A BaseException (like KeyboardInterrupt) so that no per-participant `except Exception`
+    mistakes it for that participant's failure: the run stops, every `finally` removes its
+    temporary files and scratch folder, and files already under final names stay complete."""

@@ -9,6 +9,8 @@ from conftest import run_cli
 from gado_bids.discovery.selection import open_layout, select_scans
 from gado_bids.discovery.validation import validate_bids_dataset
 from gado_bids.outputs import derivatives
+from gado_bids.preprocessing import brain_mask, grids
+from gado_bids.preprocessing.template import template_brain_mask
 from gado_bids.workflows.scan import planned_outputs
 
 pytestmark = pytest.mark.shared_data
@@ -45,5 +47,12 @@ def test_whole_head_participant_run_end_to_end(wholehead_pair, tmp_path):
     # the 1 mm synthetic image; a misregistered image correlates far lower.
     assert correlation > 0.5
     sidecar = json.loads(derivatives.sidecar_path(planned["synthetic_native"]).read_text())
-    assert sidecar["BrainMaskMethod"] == "robex"
+    assert sidecar["BrainMaskMethod"] == "robex"  # whole head: brain extraction first
+    # Registered to the template, not skull-to-brain: the brain lands on the template's brain.
+    template = grids.crop_template_volume(template_brain_mask().get_fdata() > 0)
+    crop_mask = nib.load(str(planned["ce_mask"])).get_fdata() > 0
+    assert brain_mask.dice(crop_mask, template) > 0.8
+    assert sidecar["TemplateMaskDice"] > 0.8
+    centre_ours, centre_template = np.argwhere(crop_mask).mean(0), np.argwhere(template).mean(0)
+    assert np.linalg.norm(centre_ours - centre_template) < 10  # mm
     assert (output / "sub-01.html").exists()

@@ -1,9 +1,10 @@
 """`run.py` / `gadosynth`: parse, set up the process, dispatch, turn errors into exit codes."""
 import logging
+import signal
 import sys
 
 from gado_bids.cli.parser import build_parser
-from gado_bids.errors import ExitCode, GadoError
+from gado_bids.errors import ExitCode, GadoError, Terminated
 
 LOG = logging.getLogger("gadosynth")
 
@@ -15,9 +16,14 @@ def configure_logging():
     logging.getLogger("bids").setLevel(logging.WARNING)  # pybids chatter about its schema
 
 
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None, prog="gadosynth") -> int:
     args = build_parser(prog).parse_args(argv)
     configure_logging()
+    signal.signal(signal.SIGTERM, _raise_terminated)
     from gado_bids import runtime
     runtime.limit_threads(args.nthreads)  # before ANTs / torch are imported
     try:
@@ -31,7 +37,11 @@ def main(argv=None, prog="gadosynth") -> int:
         return int(error.exit_code)
     except KeyboardInterrupt:
         LOG.error("interrupted: outputs already complete are kept; re-run to finish the rest")
-        return 130
+        return int(ExitCode.INTERRUPTED)
+    except Terminated:
+        LOG.error("terminated (SIGTERM): temporary files removed, outputs already complete are "
+                  "kept; re-run to finish the rest")
+        return int(ExitCode.TERMINATED)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,5 @@
 """Read an input NIfTI defensively: a corrupt, truncated or non-3D image fails its participant with
 a message that names the file and the problem, never with a bare traceback."""
-import gzip
-import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -16,8 +14,11 @@ def load_3d_image(path: Path) -> nib.Nifti1Image:
     try:
         image = nib.load(str(path))
         data = np.asanyarray(image.dataobj)
-    except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile,
-            nib.filebasedimages.ImageFileError, MemoryError) as error:
+        affine = image.affine
+        zooms = image.header.get_zooms()[:3]
+    except Exception as error:  # noqa: BLE001 - untrusted bytes: any failure means unreadable
+        # (seen: OSError, EOFError, zlib/gzip errors, ImageFileError, HeaderDataError from a bad
+        # vox_offset, ValueError/TypeError from impossible dims, MemoryError from huge dims)
         raise InputImageError(f"{path.name}: cannot read the image ({type(error).__name__}: "
                               f"{error}); the file is corrupt or truncated - re-export it") from error
     if data.ndim == 4 and data.shape[3] == 1:
@@ -28,8 +29,6 @@ def load_3d_image(path: Path) -> nib.Nifti1Image:
     if min(data.shape) < 8:
         raise InputImageError(f"{path.name}: shape {data.shape} is too small for a brain volume "
                               "(a 2D slice or localiser?)")
-    affine = image.affine
-    zooms = image.header.get_zooms()[:3]
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-6:
         raise InputImageError(f"{path.name}: its affine (voxel-to-world matrix) is degenerate; "
                               "fix the header's qform/sform")

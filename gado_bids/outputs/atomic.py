@@ -6,10 +6,43 @@ final os.replace is atomic; hidden, so BIDS tools ignore leftovers of a killed r
 import contextlib
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 
 import nibabel as nib
+
+
+def owner_tag() -> str:
+    """host-pid: names the process that owns a temporary file or folder."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def owner_is_gone(tag_and_rest: str) -> bool:
+    """True when a name starting with 'host-pid-' belongs to a dead process of this host.
+
+    Other hosts' (a shared file system) and other users' processes are never judged gone."""
+    host = socket.gethostname()
+    if not tag_and_rest.startswith(f"{host}-"):
+        return False
+    try:
+        pid = int(tag_and_rest[len(host) + 1:].split("-")[0])
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, PermissionError):
+        return False
+    return False
+
+
+def remove_abandoned_partials(folder: Path) -> int:
+    """Delete temporary files left by killed writers (SIGKILL gives them no chance)."""
+    removed = 0
+    for path in Path(folder).glob(".*.partial-*"):
+        if owner_is_gone(path.name.split(".partial-", 1)[1]):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def _default_mode() -> int:
@@ -27,8 +60,8 @@ def atomic_path(final_path: Path):
     final_path = Path(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(final_path.suffixes)  # keep .nii.gz so writers pick the right format
-    handle, temporary = tempfile.mkstemp(prefix=f".{final_path.name}.partial-", suffix=suffix,
-                                         dir=final_path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f".{final_path.name}.partial-{owner_tag()}-",
+                                         suffix=suffix, dir=final_path.parent)
     os.close(handle)
     temporary = Path(temporary)
     try:

@@ -1,4 +1,6 @@
 """The output dataset: where it may live, its dataset_description.json, sidecars, completeness."""
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
@@ -94,6 +96,27 @@ def prepare_output_dataset(bids_dir: Path, output_dir: Path, source_description:
     """Create or reuse output_dir; refuse one written by another tool or version."""
     output_dir = check_output_location(bids_dir, output_dir)
     ensure_writable_dir(output_dir, "output_dir")
+    with output_lock(output_dir):
+        return _write_description_once(bids_dir, output_dir, source_description, overwrite)
+
+
+@contextlib.contextmanager
+def output_lock(output_dir: Path):
+    """An exclusive lock on the output dataset's shared files, for runs side by side.
+
+    Many jobs (an array of participant jobs, or several nodes) may start at once on one output
+    folder: under the lock, the first writes dataset_description.json and the others read it.
+    flock works across processes and, on Linux NFS v4 and Lustre/GPFS, across nodes."""
+    handle = os.open(output_dir / ".gadosynth.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        os.close(handle)
+
+
+def _write_description_once(bids_dir, output_dir, source_description, overwrite) -> Path:
     description_path = output_dir / "dataset_description.json"
     if description_path.exists():
         try:

@@ -89,6 +89,9 @@ def process_scan(job, context) -> str:
     if not context.overwrite and is_complete(job, context.output_dir):
         LOG.info("  %s: outputs complete, skipped", job.key)
         return "complete"
+    for folder in {Path(p).parent for p in outputs.values()}:
+        if folder.is_dir() and atomic.remove_abandoned_partials(folder):
+            LOG.info("  %s: removed temporary files of a killed run in %s", job.key, folder)
     LOG.info("  %s: loading inputs", job.key)
     ce_image = load_3d_image(job.ce_path)
     reference_image = load_3d_image(job.reference_path) if job.reference_path else None

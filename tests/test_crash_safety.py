@@ -1,0 +1,140 @@
+"""Crash-safe resume with real runs killed mid-participant (SIGKILL, then SIGTERM), and side by
+side writers on one output folder."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import REPO, run_cli
+from gado_bids.discovery.selection import open_layout, select_scans
+from gado_bids.outputs import derivatives
+from gado_bids.workflows.scan import planned_outputs
+
+
+def _start(log, *args):
+    """A real run in the background, its log going to a file the test can watch."""
+    stream = open(log, "w")
+    return subprocess.Popen([sys.executable, str(REPO / "run.py"), *map(str, args)],
+                            stdout=stream, stderr=stream, text=True)
+
+
+def _kill_when(process, log, condition, signum, timeout=600):
+    """Send signum as soon as condition() holds; returns (exit code, log text)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if condition():
+            process.send_signal(signum)
+            break
+        time.sleep(0.02)
+    process.wait(timeout=120)
+    return process.returncode, log.read_text()
+
+
+def _new_file_in(folder):
+    """A condition: a file appeared in folder under a final (not hidden) name."""
+    def visible():
+        return {p.name for p in folder.iterdir() if not p.name.startswith(".")} \
+            if folder.is_dir() else set()
+    before = visible()
+    return lambda: bool(visible() - before)
+
+
+def _no_incomplete_final_files(output, exempt=()):
+    """Every non-hidden image/transform/figure is complete; every sidecar is valid JSON.
+
+    exempt: files the test itself damaged (the run may have stopped before replacing them)."""
+    checked = 0
+    for path in output.rglob("*"):
+        hidden = any(part.startswith(".") for part in path.relative_to(output).parts)
+        if hidden or not path.is_file():
+            continue
+        if path.name.endswith((".nii.gz", ".mat", ".png")):
+            assert path in exempt or derivatives.output_is_complete(path), \
+                f"incomplete final file {path}"
+            checked += 1
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+    return checked
+
+
+def test_killed_runs_leave_only_complete_files_and_resume(demo_bids, tmp_path):
+    output, work = tmp_path / "out", tmp_path / "work"
+    anat = output / "sub-02" / "ses-01" / "anat"
+    job = select_scans(open_layout(demo_bids), participant_labels=["02"]).jobs_by_subject["02"][0]
+    planned = planned_outputs(job, output)
+
+    killed = _start(tmp_path / "killed.log", demo_bids, output, "participant",
+                    "--participant_label", "02")
+    code, _ = _kill_when(killed, tmp_path / "killed.log", _new_file_in(anat), signal.SIGKILL)
+    assert code == -signal.SIGKILL  # killed while writing its first outputs
+    _no_incomplete_final_files(output)
+    assert not all(p.exists() for p in planned.values())  # killed before the end
+
+    assert list(output.glob(".gadosynth-work-*"))  # SIGKILL: no chance to clean up
+    resumed = run_cli(demo_bids, output, "participant", "--participant_label", "02", "--seed",
+                      "7", "--nthreads", "1", "--work_dir", work, "--keep_work")
+    assert resumed.returncode == 0, resumed.stderr
+    assert not list(output.glob(".gadosynth-work-*"))  # the killed run's scratch was removed
+    assert "sub-02: succeeded" in resumed.stderr
+    assert all(derivatives.output_is_complete(p) for p in planned.values())
+    assert len(list(work.glob(".gadosynth-work-*"))) == 1  # --keep_work kept it
+    crop = planned["ce_crop"]
+    reference_sha = json.loads(derivatives.sidecar_path(crop).read_text())["FileSha256"]
+    assert json.loads(derivatives.sidecar_path(crop).read_text())["RandomSeed"] == 7
+    stamp = crop.stat().st_mtime_ns
+
+    skipped = run_cli(demo_bids, output, "participant", "--participant_label", "02",
+                      "--work_dir", work)
+    assert skipped.returncode == 0
+    assert "sub-02: skipped" in skipped.stderr and "outputs already complete" in skipped.stderr
+    assert crop.stat().st_mtime_ns == stamp
+    assert len(list(work.glob(".gadosynth-work-*"))) == 1  # the second run cleaned its own
+
+    # A damaged output is detected (completeness is checked, not assumed), so the scan is
+    # recomputed; SIGTERM in the middle of that: a clean stop, temporary files and scratch
+    # removed, exit 143 (128 + SIGTERM).
+    crop.write_bytes(crop.read_bytes()[:1000])  # every other output is still complete
+    log = tmp_path / "terminated.log"
+    terminated = _start(log, demo_bids, output, "participant", "--participant_label", "02",
+                        "--work_dir", work)
+    code, stderr = _kill_when(terminated, log, lambda: ": preprocessing" in log.read_text(),
+                              signal.SIGTERM)  # inside ANTs' preprocessing
+    assert code == 143, stderr
+    assert "terminated (SIGTERM)" in stderr and "Traceback" not in stderr
+    assert not list(output.rglob(".*.partial-*")), "temporary files left after SIGTERM"
+    assert len(list(work.glob(".gadosynth-work-*"))) == 1  # its scratch folder removed
+    _no_incomplete_final_files(output, exempt={crop})
+
+    finished = run_cli(demo_bids, output, "participant", "--participant_label", "02", "--seed",
+                       "7", "--nthreads", "1")
+    assert finished.returncode == 0, finished.stderr
+    assert "sub-02: succeeded" in finished.stderr  # recomputed, not skipped
+    assert all(derivatives.output_is_complete(p) for p in planned.values())
+    # Same seed, same thread count, same input: byte-identical preprocessing after resuming.
+    assert json.loads(derivatives.sidecar_path(crop).read_text())["FileSha256"] == reference_sha
+
+
+def test_side_by_side_runs_write_dataset_description_once(demo_bids, tmp_path):
+    """Eight processes start on one fresh output folder at the same instant."""
+    output = tmp_path / "out"
+    start_at = time.time() + 3
+    script = (
+        "import sys, time, os\n"
+        "from pathlib import Path\n"
+        "from gado_bids.outputs import derivatives\n"
+        f"time.sleep(max(0, {start_at} - time.time()))\n"
+        f"derivatives.prepare_output_dataset(Path({str(demo_bids)!r}).resolve(), "
+        f"Path({str(output)!r}), {{'Name': 'demo'}}, False)\n"
+        f"print(os.stat(Path({str(output)!r}) / 'dataset_description.json').st_ino)\n")
+    processes = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    results = [p.communicate(timeout=120) for p in processes]
+    assert all(p.returncode == 0 for p in processes), [r[1] for r in results]
+    inodes = {int(r[0].strip()) for r in results}
+    assert len(inodes) == 1  # one file, written once (a rewrite would be a new inode)
+    description = json.loads((output / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    assert not [p for p in output.iterdir() if ".partial-" in p.name]
+    assert os.stat(output / "dataset_description.json").st_ino in inodes
