@@ -25,9 +25,9 @@ def demo_bids(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def demo_participant_run(demo_bids, tmp_path_factory):
-    """The participant level run once over the whole demo dataset."""
+    """The participant level run once over the whole demo dataset, two participants at a time."""
     output = tmp_path_factory.mktemp("demo-out") / "gadosynth"
-    result = run_cli(demo_bids, output, "participant", "--nthreads", "2")
+    result = run_cli(demo_bids, output, "participant", "--nthreads", "2", "--n_procs", "2")
     return result, output
 
 
@@ -59,11 +59,11 @@ def wholehead_pair():
 
 @pytest.fixture(scope="session")
 def demo_cache(demo_bids, tmp_path_factory):
-    """The demo dataset's training pairs, preprocessed and cached once."""
+    """Two demo training pairs (one to train on, one to validate), preprocessed and cached once."""
     from gado_bids.discovery.selection import open_layout, select_scans
     from gado_bids.training.cache import build_cache
     work = tmp_path_factory.mktemp("train")
-    selection = select_scans(open_layout(demo_bids))
+    selection = select_scans(open_layout(demo_bids), participant_labels=["01", "02"])
     jobs = [j for s in sorted(selection.jobs_by_subject) for j in selection.jobs_by_subject[s]]
     paths = build_cache(jobs, work / "cache")
     return {"bids": demo_bids, "work": work, "paths": paths}
@@ -79,5 +79,5 @@ def demo_pairs(demo_cache):
 def demo_group_run(demo_participant_run, demo_bids):
     """The group level run once on the demo participant-level outputs."""
     _, output = demo_participant_run
-    result = run_cli(demo_bids, output, "group", "--nthreads", "2")
+    result = run_cli(demo_bids, output, "group", "--nthreads", "2", "--n_procs", "2")
     return result, output

@@ -122,6 +122,10 @@ def build_parser(prog: str = "gadosynth") -> argparse.ArgumentParser:
                               "(default: %(default)s)")
     compute.add_argument("--nthreads", "--n_cpus", type=_positive_int, metavar="N",
                          help="CPU threads for ANTs and torch (default: all available cores)")
+    compute.add_argument("--n_procs", "--n-procs", type=_positive_int, default=1, metavar="N",
+                         help="participants preprocessed side by side in worker processes, "
+                              "sharing --nthreads; synthesis stays in the main process "
+                              "(default: 1)")
     compute.add_argument("--seed", type=_seed, default=42,
                          help="random seed, recorded in every sidecar (default: %(default)s)")
 

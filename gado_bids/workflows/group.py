@@ -6,10 +6,14 @@ Bonferroni)? Built only from participant-level outputs; per-session numbers are 
 (session_measures). Sessions that cannot take part are listed with the reason, never dropped
 silently.
 """
+import functools
 import logging
+import multiprocessing
+import os
 import time
 from pathlib import Path
 
+from gado_bids import runtime
 from gado_bids.errors import ExitCode, GadoError
 from gado_bids.metrics import statistics
 from gado_bids.metrics.tissues import TISSUES, label_table
@@ -60,6 +64,30 @@ def _weights_role(job, output_dir, dataset_name) -> str:
     sidecar = derivatives.sidecar_path(planned_outputs(job, output_dir)["synthetic_crop"])
     weights = json.loads(sidecar.read_text()).get("WeightsSha256", "")
     return training_role(weights, dataset_name, job.subject)
+
+
+def _measure_one(job, output_dir, seed, provenance):
+    started = time.time()
+    try:
+        return measure_session(job, output_dir, seed, provenance), time.time() - started
+    except Exception as error:  # returned, not raised: the caller names the session
+        LOG.error("%s: group-level measures failed", job.key, exc_info=True)
+        return error, time.time() - started
+
+
+def _measure_all(jobs, output_dir, args, provenance):
+    """(measures or exception, seconds) per job, in order; --n_procs sessions side by side."""
+    n_procs = max(1, min(args.n_procs, len(jobs)))
+    if n_procs == 1:
+        for job in jobs:
+            yield _measure_one(job, output_dir, args.seed, provenance)
+        return
+    threads = max(1, (args.nthreads or os.cpu_count() or 1) // n_procs)
+    LOG.info("%d worker processes measure sessions (%d thread(s) each)", n_procs, threads)
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(n_procs, initializer=runtime.limit_threads, initargs=(threads,)) as pool:
+        yield from pool.imap(functools.partial(_measure_one, output_dir=output_dir,
+                                               seed=args.seed, provenance=provenance), jobs)
 
 
 def _similarity_row(ids, role, measures) -> dict:
@@ -135,23 +163,27 @@ def run_group_level(args) -> int:
             for job in selection.jobs_by_subject[subject]]
     LOG.info("group level: %d ce scan(s) selected", len(jobs))
     failures = 0
+    measurable = {job.key for job in jobs if is_complete(job, output_dir)}
+    measured = _measure_all([job for job in jobs if job.key in measurable], output_dir, args,
+                            provenance)
     for position, job in enumerate(jobs, 1):
         ids = _session_ids(job)
         entry = {**ids, "has_non_contrast": format_value(bool(job.reference_path)),
                  "status": "measured", "reason": "", "reused": "false"}
         sessions.append(entry)
-        if not is_complete(job, output_dir):
+        if job.key not in measurable:
             entry["status"], entry["reason"] = _missing_reason(job, output_dir)
             LOG.warning("[%d/%d] %s: %s (%s)", position, len(jobs), job.key, entry["status"],
                         entry["reason"])
             continue
-        started = time.time()
         try:
-            measures = measure_session(job, output_dir, args.seed, provenance)
+            measures, seconds = next(measured)
+            if isinstance(measures, Exception):
+                raise measures
             role = _weights_role(job, output_dir, dataset_name)
         except Exception as error:  # one broken session must not hide the others
-            LOG.exception("[%d/%d] %s: group-level measures failed", position, len(jobs),
-                          job.key)
+            LOG.error("[%d/%d] %s: group-level measures failed: %s", position, len(jobs),
+                      job.key, error)
             entry["status"], entry["reason"] = "group_level_failed", \
                 f"{type(error).__name__}: {error}"
             failures += 1
@@ -166,7 +198,7 @@ def run_group_level(args) -> int:
             entry["reason"] = ("no non-contrast T1w in this session: volumes of the ce and "
                                "synthetic images only, left out of paired statistics")
         LOG.info("[%d/%d] %s: %s in %.0f s", position, len(jobs), job.key,
-                 "reused" if measures["reused"] else "measured", time.time() - started)
+                 "reused" if measures["reused"] else "measured", seconds)
     paired_volume_rows = [r for r in volume_rows if r["abs_diff_ce_cm3"] != "n/a"]
     statistics_rows = _statistics_rows(similarity_rows, paired_volume_rows)
     paths = group_paths(output_dir)

@@ -4,7 +4,9 @@ One participant failing (corrupt file, failed registration, ...) is logged with 
 never stops the others; the run ends with a summary and exit code 1 if anything failed.
 """
 import contextlib
+import errno
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -15,7 +17,7 @@ from gado_bids import runtime
 from gado_bids.discovery import selection as discovery
 from gado_bids.discovery.validation import (check_bids_dir_readable, read_dataset_description,
                                             validate_bids_dataset)
-from gado_bids.errors import GadoError
+from gado_bids.errors import ExitCode, GadoError
 from gado_bids.outputs import atomic, derivatives
 from gado_bids.workflows.summary import RunSummary, record_status
 
@@ -89,6 +91,15 @@ def work_area(output_dir: Path, requested: Path, keep: bool):
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def _record_failure(output_dir, summary, subject, failure, started):
+    LOG.error("sub-%s failed: %s", subject, failure)
+    result = summary.add(subject, "failed", str(failure), time.time() - started)
+    try:
+        record_status(output_dir, result)
+    except OSError as error:  # e.g. the disk is full: the log and summary still say it
+        LOG.warning("sub-%s: status not recorded: %s", subject, error)
+
+
 def run_participant_level(args) -> int:
     bids_dir, description, selection = open_input(args)
     output_dir = derivatives.prepare_output_dataset(bids_dir, args.output_dir, description,
@@ -109,31 +120,51 @@ def run_participant_level(args) -> int:
     with work_area(output_dir, args.work_dir, args.keep_work) as work_dir:
         runtime.redirect_scratch(work_dir)
         runtime.apply_torch_threads(args.nthreads)
-        context = RunContext(bids_dir, output_dir, work_dir, args.seed, args.nthreads or 0,
-                             args.overwrite, synthesiser)
+        subjects_jobs = [(subject, selection.jobs_by_subject[subject])
+                         for subject in sorted(selection.jobs_by_subject)]
+        n_procs = max(1, min(args.n_procs, len(subjects_jobs)))
+        threads = max(1, (args.nthreads or os.cpu_count() or 1) // n_procs)
+        context = RunContext(bids_dir, output_dir, work_dir, args.seed,
+                             threads if n_procs > 1 else (args.nthreads or 0), args.overwrite,
+                             synthesiser)
         from gado_bids.outputs.report import write_participant_page
-        from gado_bids.workflows.scan import process_scan
-        subjects = sorted(selection.jobs_by_subject)
-        for position, subject in enumerate(subjects, 1):
-            jobs = selection.jobs_by_subject[subject]
-            LOG.info("[%d/%d] sub-%s: %d scan(s)", position, len(subjects), subject, len(jobs))
-            started = time.time()
+        from gado_bids.workflows.parallel import prepared_participants
+        from gado_bids.workflows.scan import finish_scan
+        if n_procs > 1:
+            LOG.info("%d worker processes preprocess participants (%d thread(s) each); synthesis "
+                     "and writing in the main process", n_procs, threads)
+        for subject, jobs, prepared, error, prepare_seconds in prepared_participants(
+                subjects_jobs, n_procs, threads, output_dir, work_dir, args.seed,
+                args.overwrite):
+            started = time.time() - prepare_seconds
             try:
-                statuses = [process_scan(job, context) for job in jobs]
-            except GadoError as error:
-                record_status(output_dir, summary.add(subject, "failed", str(error),
-                                                      time.time() - started))
-                LOG.error("sub-%s failed: %s", subject, error)
+                if error is not None:
+                    raise error
+                statuses = [p if p == "complete" else finish_scan(p, context) for p in prepared]
+            except OSError as failure:
+                if failure.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    _record_failure(output_dir, summary, subject, failure, started)
+                    continue
+                message = (f"no space left on the output or work file system "
+                           f"({failure.filename or output_dir}): free some space, or choose "
+                           "another --work_dir / output folder, then re-run: complete outputs "
+                           "are kept, nothing half-written was left under a final name")
+                _record_failure(output_dir, summary, subject, message, started)
+                summary.log()
+                raise GadoError(message, ExitCode.CANNOT_CREATE_OUTPUT) from failure
+            except GadoError as failure:
+                _record_failure(output_dir, summary, subject, failure, started)
                 continue
-            except Exception as error:  # isolate any bug or library failure to this participant
-                LOG.exception("sub-%s failed with an unexpected error", subject)
-                record_status(output_dir, summary.add(
-                    subject, "failed", f"{type(error).__name__}: {error}", time.time() - started))
+            except Exception as failure:  # isolate any bug or library failure to this participant
+                LOG.error("sub-%s failed with an unexpected error", subject,
+                          exc_info=(type(failure), failure, failure.__traceback__))
+                _record_failure(output_dir, summary, subject,
+                                f"{type(failure).__name__}: {failure}", started)
                 continue
             try:
                 write_participant_page(subject, jobs, output_dir)
-            except Exception as error:  # a QC page must never fail the images it describes
-                LOG.warning("sub-%s: QC page not written: %s", subject, error)
+            except Exception as failure:  # a QC page must never fail the images it describes
+                LOG.warning("sub-%s: QC page not written: %s", subject, failure)
             status = "skipped" if all(s == "complete" for s in statuses) else "succeeded"
             reason = "outputs already complete (use --overwrite to recompute)" \
                 if status == "skipped" else ""

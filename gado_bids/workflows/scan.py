@@ -7,6 +7,7 @@ import logging
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -83,10 +84,22 @@ def _scan_provenance(context, scan) -> dict:
             "TemplateMaskDice": round(scan.template_mask_dice, 4)}
 
 
-def process_scan(job, context) -> str:
-    """'complete' when already done (and not --overwrite), 'processed' otherwise."""
-    outputs = planned_outputs(job, context.output_dir)
-    if not context.overwrite and is_complete(job, context.output_dir):
+@dataclass
+class PreparedScan:
+    """A scan preprocessed (in this process or a worker), waiting for synthesis and writing."""
+    job: object
+    ce_image: nib.Nifti1Image
+    reference_image: object  # nib.Nifti1Image or None
+    session: object  # PreprocessedSession
+    scan_work: Path
+
+
+def prepare_scan(job, output_dir: Path, work_dir: Path, seed: int, overwrite: bool):
+    """'complete' when already done (and not --overwrite), else the PreparedScan.
+
+    CPU-bound (ANTs) and free of the model, so it can run in a worker process."""
+    outputs = planned_outputs(job, output_dir)
+    if not overwrite and is_complete(job, output_dir):
         LOG.info("  %s: outputs complete, skipped", job.key)
         return "complete"
     for folder in {Path(p).parent for p in outputs.values()}:
@@ -98,9 +111,23 @@ def process_scan(job, context) -> str:
     if reference_image is None:
         LOG.warning("  %s: no non-contrast T1w in this session: nothing to compare with at "
                     "group level", job.key)
-    scan_work = Path(tempfile.mkdtemp(prefix=f"{job.key}-", dir=context.work_dir))
+    scan_work = Path(tempfile.mkdtemp(prefix=f"{job.key}-", dir=work_dir))
     LOG.info("  %s: preprocessing", job.key)
-    session = preprocess_session(ce_image, reference_image, scan_work, context.seed)
+    session = preprocess_session(ce_image, reference_image, scan_work, seed)
+    return PreparedScan(job, ce_image, reference_image, session, scan_work)
+
+
+def process_scan(job, context) -> str:
+    """'complete' when already done (and not --overwrite), 'processed' otherwise."""
+    prepared = prepare_scan(job, context.output_dir, context.work_dir, context.seed,
+                            context.overwrite)
+    return prepared if prepared == "complete" else finish_scan(prepared, context)
+
+
+def finish_scan(prepared: PreparedScan, context) -> str:
+    """Synthesis (the run's one model) and writing of every output, atomically."""
+    job, ce_image, session = prepared.job, prepared.ce_image, prepared.session
+    outputs = planned_outputs(job, context.output_dir)
     ce = session.ce
     LOG.info("  %s: synthesis (%s, %s)", job.key, context.synthesiser.provenance["Model"],
              context.synthesiser.precision)
@@ -171,7 +198,7 @@ def process_scan(job, context) -> str:
         p, figure_rows, template_mask, f"sub-{job.subject} registration to {SPACE}"), [raw],
         Description="QC: registration to the template and brain masks")
     stage_seconds["writing"] = round(time.perf_counter() - started, 2)
-    shutil.rmtree(scan_work, ignore_errors=True)
+    shutil.rmtree(prepared.scan_work, ignore_errors=True)
     LOG.info("  %s: done (preprocessing %.0f s, inference %.1f s, writing %.1f s)", job.key,
              sum(ce.timings.values()) + (sum(session.reference.timings.values())
                                          if session.reference else 0),
