@@ -94,7 +94,7 @@ def test_bundled_weights_load_with_their_checksum():
 def _train(cache_root, work, epochs, wait_for_epoch=None):
     command = [sys.executable, "-m", "gado_bids.cli.train", str(cache_root["bids"]), str(work),
                "--epochs", str(epochs), "--crop_size", "32", "--width", "4", "--n_validation",
-               "1", "--nthreads", "1", "--seed", "3"]
+               "1", "--nthreads", "1", "--seed", "3", "--participant_label", "01", "02"]
     if wait_for_epoch is None:
         return subprocess.run(command, capture_output=True, text=True, timeout=600)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
