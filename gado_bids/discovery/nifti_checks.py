@@ -1,5 +1,6 @@
 """Read an input NIfTI defensively: a corrupt, truncated or non-3D image fails its participant with
 a message that names the file and the problem, never with a bare traceback."""
+import gzip
 from pathlib import Path
 
 import nibabel as nib
@@ -8,10 +9,22 @@ import numpy as np
 from gado_bids.errors import InputImageError
 
 
+def _check_gzip_stream(path: Path):
+    """Read the compressed stream to its end: gzip checks its CRC and length there.
+
+    nibabel stops reading once it has the voxels, so a file cut inside the gzip trailer (or with
+    a corrupted CRC) would otherwise load; found by the property-based tests."""
+    with gzip.open(path, "rb") as stream:
+        while stream.read(1 << 24):
+            pass
+
+
 def load_3d_image(path: Path) -> nib.Nifti1Image:
     """The image as a float32 3D NIfTI with its data fully read (so truncation shows up here)."""
     path = Path(path)
     try:
+        if path.name.endswith(".gz"):
+            _check_gzip_stream(path)
         image = nib.load(str(path))
         data = np.asanyarray(image.dataobj)
         affine = image.affine
