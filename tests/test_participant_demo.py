@@ -1,6 +1,7 @@
 """The participant and group levels on the simulated demo dataset: outputs, sidecars, options."""
 import json
 import os
+import shutil
 
 import nibabel as nib
 import numpy as np
@@ -155,15 +156,20 @@ def test_device_resolution_without_and_with_cuda():
         resolve_device("cuda", cuda_available=False)
 
 
-def test_user_weights_are_used_and_recorded(demo_bids, tmp_path):
+def test_user_weights_are_used_and_recorded(demo_participant_run, demo_bids, tmp_path):
+    """Outputs made by the bundled weights are not 'complete' for other weights: recomputed."""
     from gado_bids.model.networks import build_model
     from gado_bids.model.weights import save_weights
     weights = tmp_path / "mine.pt"
     digest = save_weights(build_model("res-unet", 4), weights, {"model": "res-unet", "width": 4})
     output = tmp_path / "out"
+    shutil.copytree(demo_participant_run[1], output)
+    for path in output.glob("sub-0[12]"):
+        shutil.rmtree(path)
     result = run_cli(demo_bids, output, "participant", "--participant_label", "03",
                      "--weights", weights)
     assert result.returncode == 0, result.stderr
+    assert "sub-03: succeeded" in result.stderr  # not "skipped": other weights made them
     synthetic = next(output.rglob("*ce-gadolinium_desc-synthetic_T1w.json"))
     sidecar = json.loads(synthetic.read_text())
     assert sidecar["Model"] == "res-unet" and sidecar["WeightsSha256"] == digest

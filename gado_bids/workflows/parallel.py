@@ -30,14 +30,15 @@ def _worker_init(nthreads, work_dir, log_level):
     logging.getLogger("bids").setLevel(logging.WARNING)
 
 
-def _prepare_participant(jobs, output_dir, work_dir, seed, overwrite):
+def _prepare_participant(jobs, output_dir, work_dir, seed, overwrite, weights_sha256):
     started = time.time()
-    prepared = [prepare_scan(job, output_dir, work_dir, seed, overwrite) for job in jobs]
+    prepared = [prepare_scan(job, output_dir, work_dir, seed, overwrite, weights_sha256)
+                for job in jobs]
     return prepared, time.time() - started
 
 
 def prepared_participants(subjects_jobs, n_procs, threads_per_process, output_dir, work_dir,
-                          seed, overwrite):
+                          seed, overwrite, weights_sha256):
     """Yield (subject, jobs, prepared scans or None, error or None, seconds), in order."""
     total = len(subjects_jobs)
 
@@ -49,7 +50,7 @@ def prepared_participants(subjects_jobs, n_procs, threads_per_process, output_di
             announce(position, subject, jobs)
             try:
                 prepared, seconds = _prepare_participant(jobs, output_dir, work_dir, seed,
-                                                         overwrite)
+                                                         overwrite, weights_sha256)
             except Exception as error:  # the caller isolates it to this participant
                 yield subject, jobs, None, error, 0.0
                 continue
@@ -66,7 +67,8 @@ def prepared_participants(subjects_jobs, n_procs, threads_per_process, output_di
         for position, (subject, jobs) in queue:
             announce(position, subject, jobs, " -> worker")
             pending.append((subject, jobs, pool.apply_async(
-                _prepare_participant, (jobs, output_dir, work_dir, seed, overwrite))))
+                _prepare_participant,
+                (jobs, output_dir, work_dir, seed, overwrite, weights_sha256))))
             return
 
     try:

@@ -135,7 +135,7 @@ def run_participant_level(args) -> int:
                      "and writing in the main process", n_procs, threads)
         for subject, jobs, prepared, error, prepare_seconds in prepared_participants(
                 subjects_jobs, n_procs, threads, output_dir, work_dir, args.seed,
-                args.overwrite):
+                args.overwrite, synthesiser.provenance["WeightsSha256"]):
             started = time.time() - prepare_seconds
             try:
                 if error is not None:

@@ -3,6 +3,7 @@
 Outputs are listed by planned_outputs(); a scan counts as complete only when every one of them
 exists, loads, and matches the SHA-256 in its sidecar - never from a file's mere existence.
 """
+import json
 import logging
 import shutil
 import tempfile
@@ -62,8 +63,21 @@ def planned_outputs(job, output_dir: Path) -> dict:
     return out
 
 
-def is_complete(job, output_dir: Path) -> bool:
-    return all(derivatives.output_is_complete(p) for p in planned_outputs(job, output_dir).values())
+SYNTHETIC_KEYS = ("synthetic_crop", "synthetic_native")
+
+
+def is_complete(job, output_dir: Path, weights_sha256: str = None) -> bool:
+    """Every output complete; with weights_sha256, the synthetic images also made by them.
+
+    So a re-run with another --model or --weights recomputes, instead of skipping images that
+    some other network made."""
+    outputs = planned_outputs(job, output_dir)
+    if not all(derivatives.output_is_complete(p) for p in outputs.values()):
+        return False
+    if weights_sha256 is None:
+        return True
+    return all(json.loads(derivatives.sidecar_path(outputs[key]).read_text()).get(
+        "WeightsSha256") == weights_sha256 for key in SYNTHETIC_KEYS)
 
 
 def _save(path, volume, affine, dtype=np.float32):
@@ -94,12 +108,12 @@ class PreparedScan:
     scan_work: Path
 
 
-def prepare_scan(job, output_dir: Path, work_dir: Path, seed: int, overwrite: bool):
-    """'complete' when already done (and not --overwrite), else the PreparedScan.
-
-    CPU-bound (ANTs) and free of the model, so it can run in a worker process."""
+def prepare_scan(job, output_dir: Path, work_dir: Path, seed: int, overwrite: bool,
+                 weights_sha256: str = None):
+    """'complete' when already done by these weights (and not --overwrite), else the
+    PreparedScan. CPU-bound (ANTs) and free of the model, so it can run in a worker process."""
     outputs = planned_outputs(job, output_dir)
-    if not overwrite and is_complete(job, output_dir):
+    if not overwrite and is_complete(job, output_dir, weights_sha256):
         LOG.info("  %s: outputs complete, skipped", job.key)
         return "complete"
     for folder in {Path(p).parent for p in outputs.values()}:
@@ -120,7 +134,7 @@ def prepare_scan(job, output_dir: Path, work_dir: Path, seed: int, overwrite: bo
 def process_scan(job, context) -> str:
     """'complete' when already done (and not --overwrite), 'processed' otherwise."""
     prepared = prepare_scan(job, context.output_dir, context.work_dir, context.seed,
-                            context.overwrite)
+                            context.overwrite, context.synthesiser.provenance["WeightsSha256"])
     return prepared if prepared == "complete" else finish_scan(prepared, context)
 
 
