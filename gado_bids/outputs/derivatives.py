@@ -15,6 +15,8 @@ from gado_bids.errors import ExitCode, GadoError
 from gado_bids.outputs import atomic
 
 PIPELINE_NAME = "gadosynth"
+# Not BIDS files, so validators should skip them: run records, group tables and reports.
+BIDSIGNORE = "logs/\ngroup/\n*.html\n"
 BIDS_VERSION = "1.9.0"
 
 
@@ -134,6 +136,7 @@ def _write_description_once(bids_dir, output_dir, source_description, overwrite)
         if same:
             return output_dir  # written once, never rewritten by later runs
     atomic.write_json(description_path, make_dataset_description(bids_dir, source_description))
+    atomic.write_bytes(output_dir / ".bidsignore", BIDSIGNORE.encode())
     return output_dir
 
 

@@ -155,7 +155,7 @@ def write_group_report(path: Path, sessions, similarity_rows, volume_rows, stati
                  "training": "Subjects used to train the bundled weights (optimistic)",
                  "unseen": "Subjects the bundled weights never saw"}.get(subset, subset)
         parts.append(f"<h3>{html.escape(title)}</h3>" + paper_tables(statistics_rows, subset))
-    if similarity_rows and len(similarity_rows) >= 1:
+    if similarity_rows:
         parts.append("<h2>Distributions</h2><img alt='box plots' src='data:image/png;base64,"
                      f"{_box_plots(similarity_rows, volume_rows)}'>")
         parts.append("<h2>Bland-Altman, per tissue</h2><p>Solid line: mean difference (bias); "
