@@ -133,4 +133,4 @@ def test_training_resumes_exactly_after_a_kill(demo_cache, tmp_path):
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     split = json.loads((straight / "split.json").read_text())
-    assert len(split["validation"]) == 1 and len(split["train"]) == 2
+    assert len(split["validation"]) == 1 and len(split["train"]) == 1

@@ -30,10 +30,17 @@ def test_unknown_label_on_gado_pairs_lists_the_labels(gado_pairs, tmp_path):
 
 
 def test_whole_head_participant_run_end_to_end(wholehead_pair, tmp_path):
+    """The ce scan alone (a filter hides the non-contrast scan: ROBEX takes ~50 s per scan, and
+    the pair's second scan would only repeat the first's path)."""
     output = tmp_path / "out"
-    result = run_cli(wholehead_pair, output, "participant", "--nthreads", "2")
+    filters = tmp_path / "filters.json"
+    filters.write_text('{"t1w": {"acquisition": "not-in-this-dataset"}}')
+    result = run_cli(wholehead_pair, output, "participant", "--nthreads", "2",
+                     "--bids_filter_file", filters)
     assert result.returncode == 0, result.stderr
-    (job,) = select_scans(open_layout(wholehead_pair)).jobs_by_subject["01"]
+    (job,) = select_scans(open_layout(wholehead_pair), filters={
+        "t1w": {"acquisition": "not-in-this-dataset"}}).jobs_by_subject["01"]
+    assert job.reference_path is None
     planned = planned_outputs(job, output)
     source = nib.load(str(job.ce_path))
     synthetic = nib.load(str(planned["synthetic_native"]))
