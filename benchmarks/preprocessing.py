@@ -6,7 +6,6 @@ Runs each scan in a fresh process (so peak memory is that scan's alone) on
 ../shared/data/gado-pairs and ../shared/data/wholehead-pair, and prints a table.
 """
 import argparse
-import json
 import multiprocessing
 import os
 import sys

@@ -1,13 +1,11 @@
 """Networks, training loop, checkpoint/resume and weights files (CPU, small)."""
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 
@@ -124,7 +122,7 @@ def test_training_resumes_exactly_after_a_kill(demo_cache, tmp_path):
     assert 1 <= done < 4, "the kill came too late to test resuming"
     resumed = _train(demo_cache, interrupted, epochs=4)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resumed from" in resumed.stderr and f"epoch {done}" in resumed.stderr
+    assert "resumed from" in resumed.stderr and f"epoch {done}" in resumed.stderr
     log = (interrupted / "training_log.tsv").read_text().splitlines()
     assert [row.split("\t")[0] for row in log[1:]] == ["1", "2", "3", "4"]
     a = torch.load(straight / "checkpoints" / "last.pt", weights_only=False)

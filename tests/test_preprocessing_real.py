@@ -7,7 +7,6 @@ import pytest
 from gado_bids.discovery.nifti_checks import load_3d_image
 from gado_bids.preprocessing import brain_mask, grids, intensity
 from gado_bids.preprocessing.pipeline import crop_to_native, network_to_native, preprocess_session
-from gado_bids.preprocessing.template import template_brain_mask
 
 pytestmark = pytest.mark.shared_data
 

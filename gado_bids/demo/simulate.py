@@ -8,7 +8,6 @@ choroid plexus, and the rim of a ring-enhancing lesion (whose necrotic core is d
 scans). The enhancement mask is written as ground truth under derivatives/simulation so tests can
 check that synthesis removes enhancement where, and only where, it was added.
 """
-import json
 from pathlib import Path
 
 import nibabel as nib

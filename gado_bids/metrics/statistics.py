@@ -6,8 +6,6 @@ than the ce scan's was? Test: paired t-test (scipy.stats.ttest_rel, two-sided) o
 (p x number of tissues, capped at 1). With fewer than 2 pairs no test is computed and the reason
 is returned instead of a number.
 """
-import math
-
 import numpy as np
 from scipy import stats
 
@@ -21,13 +19,6 @@ def mean_sd(values) -> tuple:
         return float("nan"), float("nan")
     sd = float(values.std(ddof=1)) if values.size > 1 else float("nan")
     return float(values.mean()), sd
-
-
-def format_mean_sd(values, digits: int = 2) -> str:
-    mean, sd = mean_sd(values)
-    if math.isnan(mean):
-        return "n/a"
-    return f"{mean:.{digits}f}" if math.isnan(sd) else f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
 def bonferroni(p_values) -> list:

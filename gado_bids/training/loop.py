@@ -6,7 +6,6 @@ model and optimiser, so an interrupted run resumed from its last checkpoint cont
 where it stopped. The best model by validation loss (the training loss on full 128^3 volumes, eval mode,
 inside the brain mask) is kept apart from the last one.
 """
-import json
 import logging
 import math
 import platform

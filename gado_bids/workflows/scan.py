@@ -131,13 +131,6 @@ def prepare_scan(job, output_dir: Path, work_dir: Path, seed: int, overwrite: bo
     return PreparedScan(job, ce_image, reference_image, session, scan_work)
 
 
-def process_scan(job, context) -> str:
-    """'complete' when already done (and not --overwrite), 'processed' otherwise."""
-    prepared = prepare_scan(job, context.output_dir, context.work_dir, context.seed,
-                            context.overwrite, context.synthesiser.provenance["WeightsSha256"])
-    return prepared if prepared == "complete" else finish_scan(prepared, context)
-
-
 def finish_scan(prepared: PreparedScan, context) -> str:
     """Synthesis (the run's one model) and writing of every output, atomically."""
     job, ce_image, session = prepared.job, prepared.ce_image, prepared.session
