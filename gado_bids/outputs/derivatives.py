@@ -161,6 +161,10 @@ def sidecar_path(data_path: Path) -> Path:
     raise ValueError(f"no sidecar convention for {name}")
 
 
+def read_sidecar(data_path: Path) -> dict:
+    return json.loads(sidecar_path(Path(data_path)).read_text())
+
+
 def write_sidecar(data_path: Path, sources: list, provenance: dict, **fields) -> Path:
     """JSON sidecar naming the sources and pinning the data file by its SHA-256."""
     content = {**fields, "Sources": sources, "FileSha256": sha256_of(data_path), **provenance}
@@ -171,7 +175,7 @@ def output_is_complete(data_path: Path) -> bool:
     """True when the file exists, matches the SHA-256 its sidecar recorded, and (for NIfTI) loads."""
     data_path = Path(data_path)
     try:
-        sidecar = json.loads(sidecar_path(data_path).read_text())
+        sidecar = read_sidecar(data_path)
         if sidecar.get("FileSha256") != sha256_of(data_path):
             return False
         if data_path.name.endswith((".nii", ".nii.gz")):

@@ -7,7 +7,6 @@ one, all with the brain-mask outline; then the registration figure.
 import base64
 import html
 import io
-import json
 from pathlib import Path
 
 import nibabel as nib
@@ -55,7 +54,7 @@ def write_participant_page(subject: str, jobs, output_dir: Path) -> Path:
     sections = []
     for job in jobs:
         outputs = planned_outputs(job, output_dir)
-        sidecar = json.loads(derivatives.sidecar_path(outputs["synthetic_crop"]).read_text())
+        sidecar = derivatives.read_sidecar(outputs["synthetic_crop"])
         registration = base64.b64encode(outputs["qc_registration"].read_bytes()).decode()
         facts = {key: sidecar.get(key) for key in ("Model", "WeightsSha256", "Device",
                                                    "Precision", "BrainMaskMethod",

@@ -60,10 +60,8 @@ def _missing_reason(job, output_dir) -> tuple:
 
 
 def _weights_role(job, output_dir, dataset_name) -> str:
-    import json
-    sidecar = derivatives.sidecar_path(planned_outputs(job, output_dir)["synthetic_crop"])
-    weights = json.loads(sidecar.read_text()).get("WeightsSha256", "")
-    return training_role(weights, dataset_name, job.subject)
+    sidecar = derivatives.read_sidecar(planned_outputs(job, output_dir)["synthetic_crop"])
+    return training_role(sidecar.get("WeightsSha256", ""), dataset_name, job.subject)
 
 
 def _measure_one(job, output_dir, seed, provenance):
@@ -117,7 +115,9 @@ def _volume_rows(ids, role, measures) -> list:
 
 
 def _statistics_rows(similarity_rows, volume_rows) -> list:
-    """Paired tests per subset (all, then each weights role present besides 'all')."""
+    """Paired tests per subset (all, then each weights role present besides 'all').
+
+    volume_rows: only sessions with a real non-contrast scan (paired)."""
     subsets = {"all": lambda r: True}
     roles = sorted({r["weights_role"] for r in similarity_rows})
     if roles != ["unseen"]:
@@ -130,7 +130,7 @@ def _statistics_rows(similarity_rows, volume_rows) -> list:
                            {m: [float(r[f"{m}_synthetic"]) for r in chosen] for m in METRICS}),
             "volume_error": tuple(
                 {t: [float(r[f"abs_diff_{image}_cm3"]) for r in volume_rows
-                     if r["tissue"] == t and keep(r) and r["abs_diff_ce_cm3"] != "n/a"]
+                     if r["tissue"] == t and keep(r)]
                  for t in TISSUES} for image in ("ce", "synthetic")),
         }
         for table, (baseline, synthetic) in tables.items():

@@ -3,7 +3,6 @@
 Outputs are listed by planned_outputs(); a scan counts as complete only when every one of them
 exists, loads, and matches the SHA-256 in its sidecar - never from a file's mere existence.
 """
-import json
 import logging
 import shutil
 import tempfile
@@ -76,8 +75,8 @@ def is_complete(job, output_dir: Path, weights_sha256: str = None) -> bool:
         return False
     if weights_sha256 is None:
         return True
-    return all(json.loads(derivatives.sidecar_path(outputs[key]).read_text()).get(
-        "WeightsSha256") == weights_sha256 for key in SYNTHETIC_KEYS)
+    return all(derivatives.read_sidecar(outputs[key]).get("WeightsSha256") == weights_sha256
+               for key in SYNTHETIC_KEYS)
 
 
 def _save(path, volume, affine, dtype=np.float32):

@@ -23,7 +23,8 @@ from gado_bids.workflows.scan import NIFTI, planned_outputs, reference_entities
 
 LOG = logging.getLogger("gadosynth")
 INPUT_KEYS = ("ce_crop", "ce_mask", "synthetic_crop", "ce_xfm", "ref_crop", "ref_mask")
-IMAGES = ("real", "ce", "synthetic")  # the three images of a session, as named in the tables
+# The three images of a session, as named in the tables, and the output each one is.
+IMAGE_OUTPUTS = {"real": "ref_crop", "ce": "ce_crop", "synthetic": "synthetic_crop"}
 
 
 def segmentation_paths(job, output_dir: Path) -> dict:
@@ -43,14 +44,11 @@ def cache_path(job, output_dir: Path) -> Path:
         job.entities, "measures", ".json", space=SPACE)
 
 
-def recorded_sha256(path: Path) -> str:
-    """The FileSha256 the participant level recorded for an output (checked by is_complete)."""
-    return json.loads(derivatives.sidecar_path(path).read_text())["FileSha256"]
-
-
 def input_fingerprint(job, output_dir: Path) -> dict:
+    """The FileSha256 the participant level recorded for each input (checked by is_complete)."""
     outputs = planned_outputs(job, output_dir)
-    return {key: recorded_sha256(outputs[key]) for key in INPUT_KEYS if key in outputs}
+    return {key: derivatives.read_sidecar(outputs[key])["FileSha256"]
+            for key in INPUT_KEYS if key in outputs}
 
 
 def _settings() -> dict:
@@ -81,18 +79,17 @@ def _load(path) -> np.ndarray:
     return np.asarray(nib.load(str(path)).dataobj, np.float32)
 
 
-def _segmentation(job, output_dir, image_name, volume, mask, sources, sources_sha, seed,
-                  provenance):
+def _segmentation(job, output_dir, image_name, volume, network_mask, sources, sources_sha,
+                  seed, provenance):
     """Labels of one image: reused from its dseg file when made from the same inputs."""
     path = segmentation_paths(job, output_dir)[image_name]
     if derivatives.output_is_complete(path):
-        sidecar = json.loads(derivatives.sidecar_path(path).read_text())
+        sidecar = derivatives.read_sidecar(path)
         if sidecar.get("SourcesSha256") == sources_sha and \
                 sidecar.get("Atropos") == tissues.ATROPOS_SETTINGS:
             return np.asarray(nib.load(str(path)).dataobj, np.uint8), 0.0
     started = time.perf_counter()
-    labels = tissues.segment(tissues.to_segmentation_grid(volume),
-                             tissues.to_segmentation_grid(mask, is_mask=True), seed)
+    labels = tissues.segment(tissues.to_segmentation_grid(volume), network_mask, seed)
     seconds = round(time.perf_counter() - started, 1)
     atomic.save_nifti(nib.Nifti1Image(labels, grids.network_affine()), path)
     derivatives.write_sidecar(
@@ -131,15 +128,15 @@ def measure_session(job, output_dir: Path, seed: int, provenance: dict) -> dict:
     native_scale = tissues.template_to_native_scale(outputs["ce_xfm"])
     result["template_to_native_scale"] = native_scale
     mask_keys = ["ce_mask"] + (["ref_mask"] if has_real else [])
-    for image in IMAGES:
+    network_mask = tissues.to_segmentation_grid(mask, is_mask=True)  # one mask for all three
+    for image, image_key in IMAGE_OUTPUTS.items():
         if image not in volumes:
             continue
-        image_key = {"real": "ref_crop", "ce": "ce_crop", "synthetic": "synthetic_crop"}[image]
         sources = [outputs[image_key]] + [outputs[k] for k in mask_keys]
         sources_sha = {k: fingerprint[k] for k in [image_key] + mask_keys}
         uris = [f"bids::{Path(p).relative_to(output_dir).as_posix()}" for p in sources]
-        labels, seconds = _segmentation(job, output_dir, image, volumes[image], mask, uris,
-                                        sources_sha, seed, provenance)
+        labels, seconds = _segmentation(job, output_dir, image, volumes[image], network_mask,
+                                        uris, sources_sha, seed, provenance)
         template_volumes = tissues.volumes_cm3(labels)
         result["volumes_template_cm3"][image] = template_volumes
         result["volumes_native_cm3"][image] = {k: v * native_scale
