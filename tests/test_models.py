@@ -132,3 +132,60 @@ def test_training_resumes_exactly_after_a_kill(demo_cache, tmp_path):
         assert torch.equal(a["model"][key], b["model"][key]), key
     split = json.loads((straight / "split.json").read_text())
     assert len(split["validation"]) == 1 and len(split["train"]) == 1
+
+
+def test_simulated_enhancement_maps_and_inputs(tmp_path):
+    """Maps are reproducible per seed, lie where gadolinium shows (dura outside the brain, vessels,
+    plexus and a lesion rim inside), and a simulated input is the target plus the scaled map."""
+    import numpy as np
+    from gado_bids.preprocessing import grids
+    from gado_bids.preprocessing.template import template_brain_mask
+    from gado_bids.training import simulated_enhancement as simulated
+    maps = simulated.load_or_make_maps(tmp_path / "maps.npz", seed=5, n_maps=2)
+    assert maps.shape == (2, 128, 128, 128) and maps.dtype == np.uint8
+    assert np.array_equal(simulated.load_or_make_maps(tmp_path / "maps.npz", seed=5), maps)
+    assert np.array_equal(simulated.make_maps(2, seed=5), maps)
+    assert not np.array_equal(simulated.make_maps(1, seed=6)[0], maps[0])
+    brain = grids.crop_to_network(grids.crop_template_volume(
+        template_brain_mask().get_fdata().astype(np.float32)), order=0) > 0.5
+    for weights in maps:
+        enhanced = weights > 0.3 * 255
+        assert 5_000 < enhanced.sum() < 0.05 * brain.sum() * 3
+        outside, inside = (enhanced & ~brain).sum(), (enhanced & brain).sum()
+        assert outside > 0.5 * enhanced.sum()  # the dura, hugging the brain
+        assert inside > 3_000  # veins, choroid plexus, lesion rim: ~7,000 voxels
+    target = torch.full((1, 8, 8, 8), 0.5)
+    weights = torch.zeros(1, 8, 8, 8)
+    weights[0, 2:4, 2:4, 2:4] = 1.0
+    weights[0, 5, 5, 5] = 0.5
+    simulated_input = simulated.simulate_ce(target, weights, 0.6)
+    assert torch.allclose(simulated_input[weights == 0], target[weights == 0])
+    assert torch.allclose(simulated_input[0, 2:4, 2:4, 2:4], torch.tensor(1.0))  # clipped
+    assert simulated_input[0, 5, 5, 5].item() == pytest.approx(0.8)
+
+
+def test_training_from_the_cache_alone_with_simulated_pairs_and_a_time_limit(demo_cache, tmp_path):
+    """What a GPU machine without ANTs runs: no BIDS dataset, only the cache and the maps."""
+    from gado_bids.training import simulated_enhancement as simulated
+    work = tmp_path / "work"
+    shutil.copytree(demo_cache["work"] / "cache", work / "cache")
+    simulated.load_or_make_maps(work / "enhancement_maps.npz", seed=3, n_maps=2)
+    command = [sys.executable, "-m", "gado_bids.cli.train", str(tmp_path / "not-here"), str(work),
+               "--pairs_from_cache", "--simulated_enhancement", "1", "--max_minutes", "0.001",
+               "--epochs", "6", "--crop_size", "32", "--width", "4", "--n_validation", "1",
+               "--nthreads", "1", "--seed", "3"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "100% of training inputs get simulated enhancement (2 maps)" in result.stderr
+    assert "time limit 0.0 min: 2 epochs instead of 6" in result.stderr
+    rows = (work / "training_log.tsv").read_text().splitlines()[1:]
+    assert [row.split("\t")[0] for row in rows] == ["1", "2"]
+    summary = json.loads((work / "summary.json").read_text())
+    assert summary["config"]["epochs"] == 2 and summary["steps"] == 2
+    assert "--pairs_from_cache" in summary["command"]
+    empty = subprocess.run(command[:4] + [str(tmp_path / "empty")] + command[5:],
+                           capture_output=True, text=True, timeout=600)
+    assert empty.returncode == 64 and "no cached pairs" in empty.stderr
+    wrong = subprocess.run(command + ["--simulated_enhancement", "1.5"], capture_output=True,
+                           text=True, timeout=600)
+    assert wrong.returncode == 64 and "between 0 and 1" in wrong.stderr

@@ -46,6 +46,16 @@ def build_parser():
                         help="augmentation strength, 0 disables (default: %(default)s)")
     parser.add_argument("--init", default="scratch",
                         help="scratch, bundled (fine-tune the bundled weights) or a weights file")
+    parser.add_argument("--simulated_enhancement", type=float, default=0.0, metavar="FRACTION",
+                        help="share of training inputs replaced by the real non-contrast scan "
+                             "plus simulated enhancement (dura, sinus, veins, choroid plexus, "
+                             "ring lesion); validation stays on real pairs. Default: 0")
+    parser.add_argument("--max_minutes", type=float, default=0.0,
+                        help="train fewer epochs than --epochs if needed to end within this "
+                             "many minutes (timed on the second epoch); 0: no limit")
+    parser.add_argument("--pairs_from_cache", action="store_true",
+                        help="train on the pairs already cached in work_dir/cache without "
+                             "reading bids_dir (e.g. on a GPU machine without ANTs)")
     parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     parser.add_argument("--device", type=_device, default="auto")
     parser.add_argument("--nthreads", type=_positive_int, help="CPU threads")
@@ -75,6 +85,17 @@ def _print_validation(summary):
                                        for m in ("MAE", "PSNR", "SSIM")))
 
 
+def _cache_dataset(args) -> list:
+    from gado_bids.discovery.selection import open_layout, select_scans
+    from gado_bids.discovery.validation import check_bids_dir_readable
+    from gado_bids.training.cache import build_cache
+    bids_dir = check_bids_dir_readable(args.bids_dir)
+    selection = select_scans(open_layout(bids_dir), ce_label=args.ce_label,
+                             participant_labels=args.participant_label)
+    jobs = [j for s in sorted(selection.jobs_by_subject) for j in selection.jobs_by_subject[s]]
+    return build_cache(jobs, args.work_dir / "cache")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [gadosynth-train] %(message)s",
@@ -83,17 +104,19 @@ def main(argv=None) -> int:
     from gado_bids import runtime
     runtime.limit_threads(args.nthreads)
     try:
-        from gado_bids.discovery.selection import open_layout, select_scans
-        from gado_bids.discovery.validation import check_bids_dir_readable
         from gado_bids.model.device import resolve_device
-        from gado_bids.training.cache import build_cache, load_pair
+        from gado_bids.training.cache import cached_pairs, load_pair
         from gado_bids.training.loop import TrainConfig, train
         runtime.apply_torch_threads(args.nthreads)
-        bids_dir = check_bids_dir_readable(args.bids_dir)
-        selection = select_scans(open_layout(bids_dir), ce_label=args.ce_label,
-                                 participant_labels=args.participant_label)
-        jobs = [j for s in sorted(selection.jobs_by_subject) for j in selection.jobs_by_subject[s]]
-        paths = build_cache(jobs, args.work_dir / "cache")
+        if not 0 <= args.simulated_enhancement <= 1:
+            raise ValueError("--simulated_enhancement is a fraction between 0 and 1")
+        if args.pairs_from_cache:
+            paths = cached_pairs(args.work_dir / "cache")
+            if not paths:
+                raise ValueError(f"no cached pairs in {args.work_dir / 'cache'}: run with "
+                                 f"--cache_only on a machine with the BIDS dataset first")
+        else:
+            paths = _cache_dataset(args)
         if args.cache_only:
             print(f"{len(paths)} pairs cached in {args.work_dir / 'cache'}")
             return 0
@@ -105,7 +128,9 @@ def main(argv=None) -> int:
                              n_validation=args.n_validation,
                              validation_subjects=args.validation_subjects or [],
                              validate_every=args.validate_every, augmentation=args.augmentation,
-                             init=args.init, loss=args.loss)
+                             init=args.init, loss=args.loss,
+                             simulated_fraction=args.simulated_enhancement,
+                             max_minutes=args.max_minutes)
         command = "gadosynth-train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         summary = train(pairs, args.work_dir, config, device, command)
     except GadoError as error:

@@ -15,10 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from gado_bids import __version__
-from gado_bids.discovery.nifti_checks import load_3d_image
 from gado_bids.outputs import atomic, derivatives
 from gado_bids.preprocessing import grids
-from gado_bids.preprocessing.pipeline import preprocess_session
 
 LOG = logging.getLogger(__name__)
 QUANTISATION = 255.0
@@ -59,6 +57,9 @@ def cache_pair(job, cache_dir: Path, seed: int = 0) -> Path:
     if path.exists() and meta_path.exists() and json.loads(meta_path.read_text()).get(
             "fingerprint") == fingerprint:
         return path
+    # Imported here: training from an existing cache (a GPU machine) needs no ANTs.
+    from gado_bids.discovery.nifti_checks import load_3d_image
+    from gado_bids.preprocessing.pipeline import preprocess_session
     with tempfile.TemporaryDirectory(dir=cache_dir) as work:
         session = preprocess_session(load_3d_image(job.ce_path), load_3d_image(job.reference_path),
                                      Path(work), seed)
@@ -84,6 +85,11 @@ def load_pair(path: Path) -> TrainingPair:
                             arrays["ce"].astype(np.float32) / QUANTISATION,
                             arrays["target"].astype(np.float32) / QUANTISATION,
                             mask.reshape(grids.NETWORK_SHAPE).astype(bool))
+
+
+def cached_pairs(cache_dir: Path) -> list:
+    """Every pair already in a cache (each .npz with its .json), in name order."""
+    return sorted(p for p in Path(cache_dir).glob("*.npz") if p.with_suffix(".json").exists())
 
 
 def build_cache(jobs, cache_dir: Path, seed: int = 0) -> list:

@@ -23,6 +23,7 @@ from gado_bids.model.networks import build_model, count_parameters
 from gado_bids.model.weights import load_bundled, load_weights, save_weights
 from gado_bids.outputs import atomic
 from gado_bids.preprocessing import grids
+from gado_bids.training import simulated_enhancement
 from gado_bids.training.augment import augment, random_crop_origin
 
 LOG = logging.getLogger("gadosynth.train")
@@ -47,6 +48,8 @@ class TrainConfig:
     augmentation: float = 1.0
     init: str = "scratch"  # scratch | bundled | path to a weights file
     loss: str = "l1"  # l1 (the paper's) | mse
+    simulated_fraction: float = 0.0  # share of training inputs with simulated enhancement
+    max_minutes: float = 0.0  # > 0: fewer epochs so that training ends within this time
     validation_subjects: list = field(default_factory=list)  # fixed list overrides n_validation
 
 
@@ -68,14 +71,22 @@ def _to_tensor(volume, device):
     return torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None].to(device)
 
 
-def _batch(pairs, config, generator, device):
+def _batch(pairs, config, generator, device, enhancement_maps=None):
     size = config.crop_size
     inputs, targets, masks = [], [], []
     for pair in pairs:
         origin = random_crop_origin(torch.from_numpy(pair.mask), size, generator).tolist()
         box = tuple(slice(o, o + size) for o in origin)
-        ce, target, mask = augment(_to_tensor(pair.ce[box], device),
-                                   _to_tensor(pair.target[box], device),
+        target = _to_tensor(pair.target[box], device)
+        ce = _to_tensor(pair.ce[box], device)
+        if config.simulated_fraction > 0 and (
+                torch.rand((), generator=generator) < config.simulated_fraction):
+            index = torch.randint(len(enhancement_maps), (), generator=generator).item()
+            low, high = simulated_enhancement.AMPLITUDE_RANGE
+            amplitude = low + (high - low) * torch.rand((), generator=generator).item()
+            weights = enhancement_maps[index][box].to(device, torch.float32)[None] / 255.0
+            ce = simulated_enhancement.simulate_ce(target, weights, amplitude)
+        ce, target, mask = augment(ce, target,
                                    _to_tensor(pair.mask[box], device), generator,
                                    config.augmentation)
         inputs.append(ce), targets.append(target), masks.append(mask)
@@ -129,6 +140,20 @@ def _save_checkpoint(path, model, optimiser, scaler, generator, epoch, step, bes
                     "best_val_loss": best, "config": asdict(config)}, temporary)
 
 
+def _fit_epochs_to_time_limit(config, epoch, started, epoch_started, steps_per_epoch,
+                              total_steps):
+    """Once an epoch has been timed (the second of this run: the first pays for warm-up), cut
+    the epoch count so the run ends within max_minutes; the learning-rate decay follows."""
+    per_epoch = 1.05 * (time.time() - epoch_started)  # training and validation
+    left = config.max_minutes * 60 - (time.time() - started)
+    fitted = max(epoch, epoch + int(left // per_epoch))
+    if fitted < config.epochs:
+        LOG.info("time limit %.1f min: %d epochs instead of %d (%.1f s per epoch)",
+                 config.max_minutes, fitted, config.epochs, per_epoch)
+        config.epochs = fitted
+        total_steps[0] = steps_per_epoch * fitted
+
+
 def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") -> dict:
     out_dir = Path(out_dir)
     (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -142,15 +167,23 @@ def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") 
     LOG.info("%d training / %d validation subjects; validation: %s", len(train_subjects),
              len(validation_subjects), ", ".join(validation_subjects))
 
+    enhancement_maps = None
+    if config.simulated_fraction > 0:
+        enhancement_maps = torch.from_numpy(simulated_enhancement.load_or_make_maps(
+            out_dir / "enhancement_maps.npz", seed=config.seed))
+        LOG.info("%.0f%% of training inputs get simulated enhancement (%d maps)",
+                 100 * config.simulated_fraction, len(enhancement_maps))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed 128^3 shapes: pick the fastest kernels
     model = _initial_model(config, device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
     generator = torch.Generator().manual_seed(config.seed)
     steps_per_epoch = max(1, math.ceil(len(train_pairs) / config.batch_size))
-    total_steps = steps_per_epoch * config.epochs
+    total_steps = [steps_per_epoch * config.epochs]  # a list: a time limit may shorten it
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda step: min(1.0, 2.0 * (1 - step / max(total_steps, 1))) + 0.02)
+        optimiser, lambda step: min(1.0, 2.0 * (1 - step / max(total_steps[0], 1))) + 0.02)
     start_epoch, step, best = 1, 0, float("inf")
     last = out_dir / "checkpoints" / "last.pt"
     if last.exists():
@@ -163,6 +196,9 @@ def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") 
             scaler.load_state_dict(state["scaler"])
         generator.set_state(state["generator"])
         start_epoch, step, best = state["epoch"] + 1, state["step"], state["best_val_loss"]
+        if config.max_minutes > 0:  # the epoch count the time limit settled on
+            config.epochs = min(config.epochs, state["config"]["epochs"])
+            total_steps[0] = steps_per_epoch * config.epochs
         schedule.last_epoch = step
         for group in optimiser.param_groups:
             group["lr"] = config.learning_rate * schedule.lr_lambdas[0](step)
@@ -175,12 +211,14 @@ def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") 
 
     started = time.time()
     for epoch in range(start_epoch, config.epochs + 1):
+        if epoch > config.epochs:  # a time limit shortened the run
+            break
         model.train()
         epoch_started, losses = time.time(), []
         order = torch.randperm(len(train_pairs), generator=generator).tolist()
         for first in range(0, len(order), config.batch_size):
             batch = [train_pairs[i] for i in order[first:first + config.batch_size]]
-            inputs, targets, _ = _batch(batch, config, generator, device)
+            inputs, targets, _ = _batch(batch, config, generator, device, enhancement_maps)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 loss = LOSSES[config.loss](model(inputs).float(), targets)
             optimiser.zero_grad(set_to_none=True)
@@ -209,11 +247,14 @@ def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") 
                                                           "width": config.width,
                                                           "epoch": epoch, "val_loss": val_loss,
                                                           "loss": config.loss})
+        if config.max_minutes > 0 and epoch == min(start_epoch + 1, config.epochs):
+            _fit_epochs_to_time_limit(config, epoch, started, epoch_started, steps_per_epoch,
+                                      total_steps)
         _save_checkpoint(last, model, optimiser, scaler, generator, epoch, step, best, config)
         with open(log_path, "a") as stream:
             stream.write("\t".join(f"{row[c]:.5g}" if isinstance(row[c], float) else str(row[c])
                                    for c in LOG_COLUMNS) + "\n")
-        LOG.info("epoch %d/%d step %d: train %s %.4f%s (%.0f s)", epoch, config.epochs, step,
+        LOG.info("epoch %d/%d step %d: train %s %.4f%s (%.1f s)", epoch, config.epochs, step,
                  config.loss,
                  row["train_loss"], f", val {config.loss} {row['val_loss']:.5f} PSNR "
                  f"{row['val_psnr']:.2f} dB" if row["val_loss"] != "" else "", row["seconds"])
