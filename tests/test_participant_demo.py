@@ -64,7 +64,7 @@ def test_every_planned_output_exists_with_a_valid_sidecar(demo_participant_run, 
         assert n4.shape == source.shape and np.allclose(n4.affine, source.affine, atol=1e-4)
         assert f"space-{SPACE}" in planned["ce_crop"].name
         synthetic = json.loads(derivatives.sidecar_path(planned["synthetic_native"]).read_text())
-        assert synthetic["Model"] == "res-unet" and synthetic["Device"] == "cpu"  # the default
+        assert synthetic["Model"] == "attention-unet" and synthetic["Device"] == "cpu"  # the default
         assert synthetic["Precision"] == "fp32" and len(synthetic["WeightsSha256"]) == 64
         assert set(synthetic["SynthesisTimings_s"]) == {"inference", "resampling_to_native"}
         assert (output / f"sub-{job.subject}.html").stat().st_size > 100_000

@@ -109,9 +109,9 @@ def build_parser(prog: str = "gadosynth") -> argparse.ArgumentParser:
                            help="do not validate the input dataset with the BIDS validator")
 
     model = parser.add_argument_group("synthesis model")
-    model.add_argument("--model", choices=["attention-unet", "res-unet"], default="res-unet",
+    model.add_argument("--model", choices=["attention-unet", "res-unet"], default="attention-unet",
                        help="bundled network to use (default: %(default)s, the better of the two "
-                            "on validation; see gado_bids/weights/MODEL_CARD.md)")
+                            "on validation MAE and PSNR; see gado_bids/weights/MODEL_CARD.md)")
     model.add_argument("--weights", type=Path, metavar="FILE",
                        help="weights file from gadosynth-train (best.pt) instead of the bundled "
                             "weights; its network type is read from the file")

@@ -140,11 +140,12 @@ def _save_checkpoint(path, model, optimiser, scaler, generator, epoch, step, bes
                     "best_val_loss": best, "config": asdict(config)}, temporary)
 
 
-def _fit_epochs_to_time_limit(config, epoch, started, epoch_started, steps_per_epoch,
-                              total_steps):
-    """Once an epoch has been timed (the second of this run: the first pays for warm-up), cut
-    the epoch count so the run ends within max_minutes; the learning-rate decay follows."""
-    per_epoch = 1.05 * (time.time() - epoch_started)  # training and validation
+def _fit_epochs_to_time_limit(config, epoch, started, epoch_seconds, validation_seconds,
+                              steps_per_epoch, total_steps):
+    """Once a training epoch and a validation have been timed (not the run's first epoch, which
+    pays for warm-up), cut the epoch count so the run ends within max_minutes; the
+    learning-rate decay follows."""
+    per_epoch = 1.05 * (epoch_seconds + validation_seconds / config.validate_every)
     left = config.max_minutes * 60 - (time.time() - started)
     fitted = max(epoch, epoch + int(left // per_epoch))
     if fitted < config.epochs:
@@ -209,7 +210,7 @@ def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") 
     LOG.info("%s (width %d, %d parameters) on %s, %d epochs x %d steps", config.model,
              config.width, count_parameters(model), device, config.epochs, steps_per_epoch)
 
-    started = time.time()
+    started, time_fitted = time.time(), False
     for epoch in range(start_epoch, config.epochs + 1):
         if epoch > config.epochs:  # a time limit shortened the run
             break
@@ -235,7 +236,10 @@ def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") 
         row = {"epoch": epoch, "step": step, "train_loss": np.mean(losses), "val_loss": "",
                "val_mae": "", "val_psnr": "", "val_ssim": "", "lr": optimiser.param_groups[0]["lr"],
                "seconds": round(time.time() - epoch_started, 1)}
-        if validation_pairs and (epoch % config.validate_every == 0 or epoch == config.epochs):
+        validated = validation_pairs and (epoch % config.validate_every == 0
+                                          or epoch == config.epochs)
+        validation_started = time.time()
+        if validated:
             results = evaluate(model, validation_pairs, device, baselines=False,
                                loss=config.loss)
             val_loss = float(np.mean([r["loss"] for r in results]))
@@ -247,9 +251,12 @@ def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") 
                                                           "width": config.width,
                                                           "epoch": epoch, "val_loss": val_loss,
                                                           "loss": config.loss})
-        if config.max_minutes > 0 and epoch == min(start_epoch + 1, config.epochs):
-            _fit_epochs_to_time_limit(config, epoch, started, epoch_started, steps_per_epoch,
+        if config.max_minutes > 0 and not time_fitted and (validated or not validation_pairs) \
+                and epoch > start_epoch:
+            _fit_epochs_to_time_limit(config, epoch, started, row["seconds"],
+                                      time.time() - validation_started, steps_per_epoch,
                                       total_steps)
+            time_fitted = True
         _save_checkpoint(last, model, optimiser, scaler, generator, epoch, step, best, config)
         with open(log_path, "a") as stream:
             stream.write("\t".join(f"{row[c]:.5g}" if isinstance(row[c], float) else str(row[c])
