@@ -171,7 +171,8 @@ def test_training_from_the_cache_alone_with_simulated_pairs_and_a_time_limit(dem
     shutil.copytree(demo_cache["work"] / "cache", work / "cache")
     simulated.load_or_make_maps(work / "enhancement_maps.npz", seed=3, n_maps=2)
     command = [sys.executable, "-m", "gado_bids.cli.train", str(tmp_path / "not-here"), str(work),
-               "--pairs_from_cache", "--simulated_enhancement", "1", "--max_minutes", "0.001",
+               "--pairs_from_cache", "--simulated_enhancement", "1", "--simulated_on_ce", "0.5",
+               "--max_minutes", "0.001",
                "--epochs", "6", "--crop_size", "32", "--width", "4", "--n_validation", "1",
                "--nthreads", "1", "--seed", "3"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
@@ -182,10 +183,11 @@ def test_training_from_the_cache_alone_with_simulated_pairs_and_a_time_limit(dem
     assert [row.split("\t")[0] for row in rows] == ["1", "2"]
     summary = json.loads((work / "summary.json").read_text())
     assert summary["config"]["epochs"] == 2 and summary["steps"] == 2
+    assert summary["config"]["simulated_on_ce"] == 0.5
     assert "--pairs_from_cache" in summary["command"]
     empty = subprocess.run(command[:4] + [str(tmp_path / "empty")] + command[5:],
                            capture_output=True, text=True, timeout=600)
     assert empty.returncode == 64 and "no cached pairs" in empty.stderr
-    wrong = subprocess.run(command + ["--simulated_enhancement", "1.5"], capture_output=True,
+    wrong = subprocess.run(command + ["--simulated_on_ce", "1.5"], capture_output=True,
                            text=True, timeout=600)
     assert wrong.returncode == 64 and "between 0 and 1" in wrong.stderr

@@ -50,6 +50,11 @@ def build_parser():
                         help="share of training inputs replaced by the real non-contrast scan "
                              "plus simulated enhancement (dura, sinus, veins, choroid plexus, "
                              "ring lesion); validation stays on real pairs. Default: 0")
+    parser.add_argument("--simulated_on_ce", type=float, default=0.0, metavar="FRACTION",
+                        help="share of the simulated inputs that add the enhancement to the real "
+                             "ce scan instead of the non-contrast scan (the target stays the "
+                             "non-contrast scan), so that removal is also learnt on images that "
+                             "look post-contrast. Default: 0")
     parser.add_argument("--max_minutes", type=float, default=0.0,
                         help="train fewer epochs than --epochs if needed to end within this "
                              "many minutes (timed on the second epoch); 0: no limit")
@@ -108,8 +113,9 @@ def main(argv=None) -> int:
         from gado_bids.training.cache import cached_pairs, load_pair
         from gado_bids.training.loop import TrainConfig, train
         runtime.apply_torch_threads(args.nthreads)
-        if not 0 <= args.simulated_enhancement <= 1:
-            raise ValueError("--simulated_enhancement is a fraction between 0 and 1")
+        if not (0 <= args.simulated_enhancement <= 1 and 0 <= args.simulated_on_ce <= 1):
+            raise ValueError("--simulated_enhancement and --simulated_on_ce are fractions "
+                             "between 0 and 1")
         if args.pairs_from_cache:
             paths = cached_pairs(args.work_dir / "cache")
             if not paths:
@@ -130,6 +136,7 @@ def main(argv=None) -> int:
                              validate_every=args.validate_every, augmentation=args.augmentation,
                              init=args.init, loss=args.loss,
                              simulated_fraction=args.simulated_enhancement,
+                             simulated_on_ce=args.simulated_on_ce,
                              max_minutes=args.max_minutes)
         command = "gadosynth-train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         summary = train(pairs, args.work_dir, config, device, command)

@@ -49,6 +49,7 @@ class TrainConfig:
     init: str = "scratch"  # scratch | bundled | path to a weights file
     loss: str = "l1"  # l1 (the paper's) | mse
     simulated_fraction: float = 0.0  # share of training inputs with simulated enhancement
+    simulated_on_ce: float = 0.0  # share of those built on the real ce scan, not the target
     max_minutes: float = 0.0  # > 0: fewer epochs so that training ends within this time
     validation_subjects: list = field(default_factory=list)  # fixed list overrides n_validation
 
@@ -85,7 +86,9 @@ def _batch(pairs, config, generator, device, enhancement_maps=None):
             low, high = simulated_enhancement.AMPLITUDE_RANGE
             amplitude = low + (high - low) * torch.rand((), generator=generator).item()
             weights = enhancement_maps[index][box].to(device, torch.float32)[None] / 255.0
-            ce = simulated_enhancement.simulate_ce(target, weights, amplitude)
+            on_ce = config.simulated_on_ce > 0 and (
+                torch.rand((), generator=generator) < config.simulated_on_ce)
+            ce = simulated_enhancement.simulate_ce(ce if on_ce else target, weights, amplitude)
         ce, target, mask = augment(ce, target,
                                    _to_tensor(pair.mask[box], device), generator,
                                    config.augmentation)
