@@ -59,8 +59,8 @@ def main():
     walls = {}
     for device in args.devices:
         walls[device] = _run(args.bids_dir, args.work_dir / f"out-{device}", device, args)
-    print(f"\n| device | scan | precision | preprocessing ce (s) | inference (s) | "
-          f"to native (s) |\n|---|---|---|---:|---:|---:|")
+    print("\n| device | scan | precision | preprocessing ce (s) | inference (s) | "
+          "to native (s) |\n|---|---|---|---:|---:|---:|")
     for device in args.devices:
         for name, meta, preprocessing, synthesis in _rows(args.work_dir / f"out-{device}"):
             print(f"| {meta['Device']} | {name} | {meta['Precision']} | {preprocessing:.1f} | "
