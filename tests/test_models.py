@@ -191,3 +191,33 @@ def test_training_from_the_cache_alone_with_simulated_pairs_and_a_time_limit(dem
     wrong = subprocess.run(command + ["--simulated_on_ce", "1.5"], capture_output=True,
                            text=True, timeout=600)
     assert wrong.returncode == 64 and "between 0 and 1" in wrong.stderr
+
+
+@pytest.mark.parametrize("on_ce", [0.0, 1.0])
+def test_simulated_inputs_are_built_on_the_chosen_scan(on_ce):
+    """A simulated training input is its base scan (target or ce) plus enhancement where the map
+    is non-zero, and nothing else; the target is left untouched."""
+    import numpy as np
+    from gado_bids.training.cache import TrainingPair
+    from gado_bids.training.loop import TrainConfig, _batch
+    rng = np.random.default_rng(0)
+    ce = rng.uniform(0.2, 0.4, (32, 32, 32)).astype(np.float32)
+    target = rng.uniform(0.2, 0.4, (32, 32, 32)).astype(np.float32)
+    pair = TrainingPair("x", "01", ce, target, np.ones((32, 32, 32), bool))
+    maps = torch.zeros(1, 32, 32, 32, dtype=torch.uint8)
+    maps[0, 10:14, 10:14, 10:14] = 255
+    config = TrainConfig(crop_size=32, augmentation=0.0, simulated_fraction=1.0,
+                         simulated_on_ce=on_ce)
+    inputs, targets, _ = _batch([pair], config, torch.Generator().manual_seed(0),
+                                torch.device("cpu"), maps)
+    flipped = not torch.allclose(targets[0, 0], torch.from_numpy(target))  # the random flip
+    base = torch.from_numpy(ce if on_ce else target)
+    if flipped:
+        base, maps = base.flip(0), maps.flip(1)
+    added = inputs[0, 0] - base
+    enhanced = maps[0] > 0
+    assert torch.allclose(added[~enhanced], torch.tensor(0.0), atol=1e-6)
+    from gado_bids.training.simulated_enhancement import AMPLITUDE_RANGE
+    low, high = AMPLITUDE_RANGE
+    assert low - 1e-6 <= added[enhanced].min() and added[enhanced].max() <= high + 1e-6
+    assert torch.allclose(added[enhanced], added[enhanced][0])  # one amplitude per map
