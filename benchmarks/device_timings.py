@@ -20,8 +20,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from gado_bids.preprocessing.template import SPACE
+
 REPO = Path(__file__).resolve().parent.parent
-SYNTHETIC = "*_space-MNI152NLin2009aSym_desc-synthetic_T1w.json"
+SYNTHETIC = f"*_space-{SPACE}_desc-synthetic_T1w.json"
 
 
 def _run(bids_dir, output, device, args):

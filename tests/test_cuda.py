@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gado_bids.model.synthesis import REDUCED_PRECISION_TOLERANCE, Synthesiser
-from gado_bids.preprocessing import grids
+from gado_bids.preprocessing import grids, intensity
 from gado_bids.preprocessing.template import template_t1
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
@@ -22,7 +22,7 @@ def brain_volume():
     """The template brain in the network grid, on the normalised scale (WM near 0.5)."""
     t1 = grids.crop_template_volume(template_t1().get_fdata().astype(np.float32))
     brain = t1 > 0
-    scaled = np.clip(t1 / np.percentile(t1[brain], 90), 0, 2) / 2
+    scaled, _ = intensity.normalise(t1, brain)
     volume = grids.crop_to_network(scaled)
     return volume.astype(np.float32), grids.crop_to_network(brain.astype(np.float32), 0) > 0.5
 

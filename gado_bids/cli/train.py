@@ -57,7 +57,8 @@ def build_parser():
                              "look post-contrast. Default: 0")
     parser.add_argument("--max_minutes", type=float, default=0.0,
                         help="train fewer epochs than --epochs if needed to end within this "
-                             "many minutes (timed on the second epoch); 0: no limit")
+                             "many minutes (timed on the first validated epoch after the first); 0: no "
+                             "limit")
     parser.add_argument("--pairs_from_cache", action="store_true",
                         help="train on the pairs already cached in work_dir/cache without "
                              "reading bids_dir (e.g. on a GPU machine without ANTs)")

@@ -31,7 +31,7 @@ class TrainingPair:
     mask: np.ndarray  # bool 128^3: union of both brain masks
 
 
-def _quantise(volume):
+def quantise(volume):
     return np.round(np.clip(volume, 0, 1) * QUANTISATION).astype(np.uint8)
 
 
@@ -67,8 +67,8 @@ def cache_pair(job, cache_dir: Path, seed: int = 0) -> Path:
                                  .astype(np.float32), order=0) > 0.5
     with atomic.atomic_path(path) as temporary:
         with open(temporary, "wb") as stream:
-            np.savez_compressed(stream, ce=_quantise(session.ce.network_input),
-                                target=_quantise(session.reference.network_input),
+            np.savez_compressed(stream, ce=quantise(session.ce.network_input),
+                                target=quantise(session.reference.network_input),
                                 mask=np.packbits(mask))
     atomic.write_json(meta_path, {"fingerprint": fingerprint, "subject": job.subject,
                                   "ce_template_dice": session.ce.template_mask_dice,

@@ -85,7 +85,7 @@ def _batch(pairs, config, generator, device, enhancement_maps=None):
             index = torch.randint(len(enhancement_maps), (), generator=generator).item()
             low, high = simulated_enhancement.AMPLITUDE_RANGE
             amplitude = low + (high - low) * torch.rand((), generator=generator).item()
-            weights = enhancement_maps[index][box].to(device, torch.float32)[None] / 255.0
+            weights = simulated_enhancement.weights_on(enhancement_maps, index, box, device)
             on_ce = config.simulated_on_ce > 0 and (
                 torch.rand((), generator=generator) < config.simulated_on_ce)
             ce = simulated_enhancement.simulate_ce(ce if on_ce else target, weights, amplitude)

@@ -15,16 +15,16 @@ import numpy as np
 import torch
 
 from gado_bids.outputs import atomic
+from gado_bids.training.cache import QUANTISATION, quantise
 
 N_MAPS = 24
 # Added enhancement in the normalised scale, where white matter sits near 0.5: the demo adds
 # 1.4 x white matter, 0.7 here, and real enhancing rims and vessels span roughly 0.2 to 0.5.
 AMPLITUDE_RANGE = (0.25, 0.7)
-QUANTISATION = 255.0
 
 
 def make_maps(n_maps: int = N_MAPS, seed: int = 0) -> np.ndarray:
-    """(n, 128, 128, 128) uint8 enhancement weights in [0, 255] on the network grid."""
+    """(n, 128, 128, 128) uint8 enhancement weights, quantised like the cached pairs."""
     from gado_bids.demo.simulate import enhancement_map
     from gado_bids.preprocessing import grids
     from gado_bids.preprocessing.template import template_t1, template_tissue_probabilities
@@ -36,7 +36,7 @@ def make_maps(n_maps: int = N_MAPS, seed: int = 0) -> np.ndarray:
     for _ in range(n_maps):
         enhancement, _ = enhancement_map(brain, wm, csf, rng)
         network = grids.crop_to_network(grids.crop_template_volume(enhancement))
-        maps.append(np.round(np.clip(network, 0, 1) * QUANTISATION).astype(np.uint8))
+        maps.append(quantise(network))
     return np.stack(maps)
 
 
@@ -52,6 +52,11 @@ def load_or_make_maps(path: Path, seed: int = 0, n_maps: int = N_MAPS) -> np.nda
         with open(temporary, "wb") as stream:
             np.savez_compressed(stream, maps=maps, seed=np.int64(seed))
     return maps
+
+
+def weights_on(maps: torch.Tensor, index: int, box, device) -> torch.Tensor:
+    """One map's crop as float weights in [0, 1], shaped (1, D, H, W) like a training crop."""
+    return maps[index][box].to(device, torch.float32)[None] / QUANTISATION
 
 
 def simulate_ce(target: torch.Tensor, weights: torch.Tensor, amplitude: float) -> torch.Tensor:
