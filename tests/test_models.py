@@ -135,11 +135,9 @@ def test_training_resumes_exactly_after_a_kill(demo_cache, tmp_path):
 
 
 def test_simulated_enhancement_maps_and_inputs(tmp_path):
-    """Maps are reproducible per seed, lie where gadolinium shows (sinus, vessels, plexus and a
-    lesion rim; no template-placed dura: that is drawn per scan), and a simulated input is the
-    target plus the scaled map."""
+    """Maps are reproducible per seed, lie where gadolinium shows (dura outside the brain, vessels,
+    plexus and a lesion rim inside), and a simulated input is the target plus the scaled map."""
     import numpy as np
-    from scipy import ndimage
     from gado_bids.preprocessing import grids
     from gado_bids.preprocessing.template import template_brain_mask
     from gado_bids.training import simulated_enhancement as simulated
@@ -150,17 +148,12 @@ def test_simulated_enhancement_maps_and_inputs(tmp_path):
     assert not np.array_equal(simulated.make_maps(1, seed=6)[0], maps[0])
     brain = grids.crop_to_network(grids.crop_template_volume(
         template_brain_mask().get_fdata().astype(np.float32)), order=0) > 0.5
-    template_outline = ndimage.binary_dilation(brain) & ~brain
     for weights in maps:
         enhanced = weights > 0.3 * 255
-        assert 5_000 < enhanced.sum() < 0.05 * brain.sum()
+        assert 5_000 < enhanced.sum() < 0.05 * brain.sum() * 3
         outside, inside = (enhanced & ~brain).sum(), (enhanced & brain).sum()
-        assert outside < 0.3 * enhanced.sum()  # sinus and surface veins only: ~1,800 voxels
-        assert (enhanced & template_outline).sum() < 0.05 * template_outline.sum()  # no dura
-        assert inside > 3_000  # veins, choroid plexus, lesion rim: ~5,500 voxels
-    stale = tmp_path / "stale.npz"  # maps of the first layout (template-placed dura)
-    np.savez_compressed(stale, maps=maps[:1], seed=np.int64(5))
-    assert len(simulated.load_or_make_maps(stale, seed=5, n_maps=2)) == 2  # made again
+        assert outside > 0.5 * enhanced.sum()  # the dura, hugging the brain
+        assert inside > 3_000  # veins, choroid plexus, lesion rim: ~7,000 voxels
     target = torch.full((1, 8, 8, 8), 0.5)
     weights = torch.zeros(1, 8, 8, 8)
     weights[0, 2:4, 2:4, 2:4] = 1.0
@@ -200,26 +193,22 @@ def test_training_from_the_cache_alone_with_simulated_pairs_and_a_time_limit(dem
     assert wrong.returncode == 64 and "between 0 and 1" in wrong.stderr
 
 
-@pytest.mark.parametrize("on_ce,seed", [(0.0, 0), (1.0, 0), (0.0, 1), (1.0, 1)])
-def test_simulated_inputs_are_built_on_the_chosen_scan(on_ce, seed):
+@pytest.mark.parametrize("on_ce", [0.0, 1.0])
+def test_simulated_inputs_are_built_on_the_chosen_scan(on_ce):
     """A simulated training input is its base scan (target or ce) plus enhancement where the map
-    is non-zero and a dura shell 1-2 voxels thick just outside the brain, and nothing else; the
-    target is left untouched."""
+    is non-zero, and nothing else; the target is left untouched."""
     import numpy as np
-    from gado_bids.demo.simulate import DURA_WEIGHT
     from gado_bids.training.cache import TrainingPair
     from gado_bids.training.loop import TrainConfig, _batch
-    from gado_bids.training.simulated_enhancement import AMPLITUDE_RANGE
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(0)
     ce = rng.uniform(0.2, 0.4, (32, 32, 32)).astype(np.float32)
     target = rng.uniform(0.2, 0.4, (32, 32, 32)).astype(np.float32)
-    ce[:, :, 24:] = target[:, :, 24:] = 0  # skull-stripped: the brain ends at z = 23
-    pair = TrainingPair("x", "01", ce, target, target > 0)
+    pair = TrainingPair("x", "01", ce, target, np.ones((32, 32, 32), bool))
     maps = torch.zeros(1, 32, 32, 32, dtype=torch.uint8)
     maps[0, 10:14, 10:14, 10:14] = 255
     config = TrainConfig(crop_size=32, augmentation=0.0, simulated_fraction=1.0,
                          simulated_on_ce=on_ce)
-    inputs, targets, _ = _batch([pair], config, torch.Generator().manual_seed(seed),
+    inputs, targets, _ = _batch([pair], config, torch.Generator().manual_seed(0),
                                 torch.device("cpu"), maps)
     flipped = not torch.allclose(targets[0, 0], torch.from_numpy(target))  # the random flip
     base = torch.from_numpy(ce if on_ce else target)
@@ -227,14 +216,8 @@ def test_simulated_inputs_are_built_on_the_chosen_scan(on_ce, seed):
         base, maps = base.flip(0), maps.flip(1)
     added = inputs[0, 0] - base
     enhanced = maps[0] > 0
-    amplitude = added[enhanced][0]
+    assert torch.allclose(added[~enhanced], torch.tensor(0.0), atol=1e-6)
+    from gado_bids.training.simulated_enhancement import AMPLITUDE_RANGE
     low, high = AMPLITUDE_RANGE
-    assert low - 1e-6 <= amplitude <= high + 1e-6
-    assert torch.allclose(added[enhanced], amplitude)  # one amplitude per map
-    dura = added[:, :, 24:]
-    thickness = int((dura[0, 0] > 0).sum())
-    assert thickness in (1, 2)  # layers z = 24 (and 25) only
-    assert torch.allclose(dura[:, :, :thickness], amplitude * DURA_WEIGHT, atol=1e-6)
-    elsewhere = ~enhanced
-    elsewhere[:, :, 24:24 + thickness] = False
-    assert torch.allclose(added[elsewhere], torch.tensor(0.0), atol=1e-6)
+    assert low - 1e-6 <= added[enhanced].min() and added[enhanced].max() <= high + 1e-6
+    assert torch.allclose(added[enhanced], added[enhanced][0])  # one amplitude per map

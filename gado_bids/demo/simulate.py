@@ -20,7 +20,6 @@ from gado_bids.preprocessing.template import template_t1, template_tissue_probab
 VOXEL_MM = 1.5
 GRID_SHAPE = (128, 152, 124)
 WHITE_MATTER_LEVEL = 1000.0
-DURA_WEIGHT = 0.6  # dura enhances less than the sinus, veins and lesion rims (weight 1)
 
 
 def _rotation(angles_deg):
@@ -37,17 +36,13 @@ def _ball(shape, centre, radius):
     return distance, distance <= radius
 
 
-def enhancement_map(brain: np.ndarray, wm: np.ndarray, csf: np.ndarray, rng,
-                    dura: bool = True) -> tuple:
-    """(enhancement weight in [0,1], lesion core mask), both on the 1 mm template grid.
-
-    dura=False leaves out the dura, which must hug the outline of the brain it is added to: the
-    training simulation draws it around each real scan's own brain instead."""
+def enhancement_map(brain: np.ndarray, wm: np.ndarray, csf: np.ndarray, rng) -> tuple:
+    """(enhancement weight in [0,1], lesion core mask), both on the 1 mm template grid."""
     shape = brain.shape
     enhancement = np.zeros(shape, np.float32)
-    if dura:  # a 2 mm shell hugging the brain's outer surface
-        outer = ndimage.binary_dilation(brain, iterations=2) & ~brain
-        enhancement[outer] = DURA_WEIGHT
+    # Dura: a 2 mm shell hugging the brain's outer surface.
+    outer = ndimage.binary_dilation(brain, iterations=2) & ~brain
+    enhancement[outer] = 0.6
     # Superior sagittal sinus: a 3 mm tube along the top of the midline.
     mid_x = shape[0] // 2
     for y in range(shape[1]):

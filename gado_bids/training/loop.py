@@ -86,8 +86,6 @@ def _batch(pairs, config, generator, device, enhancement_maps=None):
             low, high = simulated_enhancement.AMPLITUDE_RANGE
             amplitude = low + (high - low) * torch.rand((), generator=generator).item()
             weights = simulated_enhancement.weights_on(enhancement_maps, index, box, device)
-            thickness = 1 + int(torch.randint(2, (), generator=generator))
-            weights = torch.maximum(weights, simulated_enhancement.dura_around(target, thickness))
             on_ce = config.simulated_on_ce > 0 and (
                 torch.rand((), generator=generator) < config.simulated_on_ce)
             ce = simulated_enhancement.simulate_ce(ce if on_ce else target, weights, amplitude)
