@@ -11,7 +11,7 @@ from conftest import REPO, run_cli
 from gado_bids.discovery.selection import open_layout, select_scans
 from gado_bids.outputs import derivatives
 from gado_bids.preprocessing import grids
-from gado_bids.workflows.scan import planned_outputs
+from gado_bids.workflows.scan import SYNTHETIC_KEYS, planned_outputs
 
 SPACE = "MNI152NLin2009aSym"
 
@@ -157,7 +157,8 @@ def test_device_resolution_without_and_with_cuda():
 
 
 def test_user_weights_are_used_and_recorded(demo_participant_run, demo_bids, tmp_path):
-    """Outputs made by the bundled weights are not 'complete' for other weights: recomputed."""
+    """Outputs made by the bundled weights are not 'complete' for other weights: the synthetic
+    images are made again, from the preprocessing already there (same seed and versions)."""
     from gado_bids.model.networks import build_model
     from gado_bids.model.weights import save_weights
     weights = tmp_path / "mine.pt"
@@ -166,16 +167,53 @@ def test_user_weights_are_used_and_recorded(demo_participant_run, demo_bids, tmp
     shutil.copytree(demo_participant_run[1], output)
     for path in output.glob("sub-0[12]"):
         shutil.rmtree(path)
+    job = [j for j in _jobs(demo_bids) if j.subject == "03"][0]
+    planned = planned_outputs(job, output)
+    before = {key: (path.read_bytes(), path.stat().st_mtime_ns) for key, path in planned.items()}
     result = run_cli(demo_bids, output, "participant", "--participant_label", "03",
                      "--weights", weights)
     assert result.returncode == 0, result.stderr
     assert "sub-03: succeeded" in result.stderr  # not "skipped": other weights made them
-    synthetic = next(output.rglob("*ce-gadolinium_desc-synthetic_T1w.json"))
-    sidecar = json.loads(synthetic.read_text())
-    assert sidecar["Model"] == "res-unet" and sidecar["WeightsSha256"] == digest
-    assert sidecar["Weights"] == str(weights)
+    assert "reused, only synthesis runs" in result.stderr
+    for key, path in planned.items():
+        if key in SYNTHETIC_KEYS:  # made again, by the user's network
+            assert path.read_bytes() != before[key][0], key
+            sidecar = derivatives.read_sidecar(path)
+            assert sidecar["Model"] == "res-unet" and sidecar["WeightsSha256"] == digest
+            assert sidecar["Weights"] == str(weights) and sidecar["PreprocessingReused"] is True
+            assert derivatives.output_is_complete(path)
+        else:  # preprocessing: read back, not rewritten
+            assert (path.read_bytes(), path.stat().st_mtime_ns) == before[key], key
     missing = run_cli(demo_bids, tmp_path / "out2", "participant", "--weights", tmp_path / "no.pt")
     assert missing.returncode == 64 and "not found" in missing.stderr
+
+
+def test_preprocessing_is_reused_only_when_complete_and_made_alike(demo_participant_run,
+                                                                  demo_bids, tmp_path):
+    """Another seed, or any damaged preprocessing output, means: preprocess again."""
+    from gado_bids.workflows.scan import reusable_preprocessing
+    output = tmp_path / "out"
+    shutil.copytree(demo_participant_run[1] / "sub-01", output / "sub-01")
+    job = [j for j in _jobs(demo_bids) if j.subject == "01"][0]
+    planned = planned_outputs(job, output)
+    seed = derivatives.read_sidecar(planned["ce_crop"])["RandomSeed"]
+    session = reusable_preprocessing(job, output, seed)
+    assert session is not None and session.reference is None
+    ce = session.ce
+    assert ce.network_input.tobytes() == \
+        nib.load(str(planned["ce_network"])).get_fdata(dtype=np.float32).tobytes()
+    assert ce.crop_mask.dtype == bool and ce.crop_mask.sum() > 1e6  # about a brain, in mm3
+    assert ce.anchor == derivatives.read_sidecar(planned["ce_crop"])["IntensityAnchor"] > 0
+    assert ce.transforms == [str(planned["ce_xfm"])]
+    assert reusable_preprocessing(job, output, seed + 1) is None
+    planned["synthetic_native"].unlink()  # synthetic images do not matter
+    assert reusable_preprocessing(job, output, seed) is not None
+    for key in ("ref_xfm", "qc_registration", "ce_network"):
+        damaged = planned[key].read_bytes()
+        planned[key].write_bytes(damaged[:-10])
+        assert reusable_preprocessing(job, output, seed) is None, key
+        planned[key].write_bytes(damaged)
+    assert reusable_preprocessing(job, output, seed) is not None
 
 
 def test_model_option_selects_the_bundled_network():

@@ -100,9 +100,10 @@ def _sbatch(environment, *arguments):
 
 
 def test_participant_array_then_group_job(slurm, demo_group_run, demo_bids, tmp_path):
-    """Two participants recomputed side by side by array tasks, into a copy of the demo outputs
-    (each had an output deleted); then the group job. With one thread per task the participant
-    outputs come out byte-identical to the demo run's, so the group job reuses its measures."""
+    """Two participants finished side by side by array tasks, into a copy of the demo outputs
+    (each had its native-space synthetic image deleted: the tasks reuse the preprocessing and
+    synthesise again); then the group job. CPU inference is deterministic, so the synthetic
+    images come out byte-identical to the demo run's and the group job reuses its measures."""
     output = tmp_path / "out"
     shutil.copytree(demo_group_run[1], output)
     jobs = [j for s, js in select_scans(open_layout(demo_bids),
@@ -126,6 +127,7 @@ def test_participant_array_then_group_job(slurm, demo_group_run, demo_bids, tmp_
     for task in (1, 2):
         log = (logs / f"participant-{task}.log").read_text()
         assert "summary: 1 succeeded, 0 skipped, 0 failed" in log, log[-3000:]
+        assert "reused, only synthesis runs" in log, log[-3000:]
     for job in jobs:
         for path in planned_outputs(job, output).values():
             assert derivatives.output_is_complete(path), path

@@ -1,4 +1,5 @@
-"""One ce scan, start to finish: skip if complete, else load, preprocess, write with sidecars.
+"""One ce scan, start to finish: skip if complete; else load, preprocess (or reuse an earlier
+run's complete preprocessing), synthesise, write with sidecars.
 
 Outputs are listed by planned_outputs(); a scan counts as complete only when every one of them
 exists, loads, and matches the SHA-256 in its sidecar - never from a file's mere existence.
@@ -18,7 +19,8 @@ from gado_bids.discovery.nifti_checks import load_3d_image
 from gado_bids.outputs import atomic, derivatives, naming, qc
 from gado_bids.preprocessing import grids
 from gado_bids.preprocessing import intensity
-from gado_bids.preprocessing.pipeline import crop_to_native, preprocess_session
+from gado_bids.preprocessing.pipeline import (PreprocessedScan, PreprocessedSession,
+                                              crop_to_native, preprocess_session)
 from gado_bids.preprocessing.template import SPACE, template_brain_mask
 
 LOG = logging.getLogger("gadosynth")
@@ -99,12 +101,54 @@ def _scan_provenance(context, scan) -> dict:
 
 @dataclass
 class PreparedScan:
-    """A scan preprocessed (in this process or a worker), waiting for synthesis and writing."""
+    """A scan preprocessed (in this process or a worker), waiting for synthesis and writing.
+
+    reused: the preprocessing outputs already in the output folder were read back instead of
+    computed (see reusable_preprocessing); only the synthetic images remain to be written."""
     job: object
     ce_image: nib.Nifti1Image
     reference_image: object  # nib.Nifti1Image or None
     session: object  # PreprocessedSession
     scan_work: Path
+    reused: bool = False
+
+
+PREPROCESSING_FIELDS = ("PreprocessingTimings_s", "PreprocessingPeakMemory_GB",
+                        "BrainMaskMethod", "TemplateMaskDice", "IntensityAnchor")
+
+
+def reusable_preprocessing(job, output_dir: Path, seed: int):
+    """The ce scan's preprocessing as an earlier run wrote it, or None.
+
+    Preprocessing (ANTs) is most of a scan's time and does not depend on the network, so a
+    re-run with other --weights or --model, or one killed after preprocessing, synthesises from
+    the outputs already there. Only when every non-synthetic output is complete and was made
+    with this seed by these software versions: then the images are the ones this run would
+    compute (byte for byte with one thread; registration with more threads is not bit-stable).
+    The fields only needed to write preprocessing outputs (n4_native, native_mask, crop) are
+    None: those files are already there.
+    """
+    outputs = planned_outputs(job, output_dir)
+    keys = [key for key in outputs if key not in SYNTHETIC_KEYS]
+    if not all(derivatives.output_is_complete(outputs[key]) for key in keys):
+        return None
+    versions = derivatives.software_versions()
+    for key in keys:
+        sidecar = derivatives.read_sidecar(outputs[key])
+        if sidecar.get("RandomSeed") != seed or sidecar.get("SoftwareVersions") != versions:
+            return None
+    recorded = derivatives.read_sidecar(outputs["ce_crop"])
+    if any(name not in recorded for name in PREPROCESSING_FIELDS):
+        return None
+    network_input = nib.load(str(outputs["ce_network"])).get_fdata(dtype=np.float32)
+    crop_mask = np.asarray(nib.load(str(outputs["ce_mask"])).dataobj) > 0
+    ce = PreprocessedScan(
+        n4_native=None, native_mask=None, mask_method=recorded["BrainMaskMethod"], crop=None,
+        crop_mask=crop_mask, network_input=network_input, anchor=recorded["IntensityAnchor"],
+        transforms=[str(outputs["ce_xfm"])], template_mask_dice=recorded["TemplateMaskDice"],
+        timings=recorded["PreprocessingTimings_s"],
+        peak_memory_gb=recorded["PreprocessingPeakMemory_GB"])
+    return PreprocessedSession(ce, None, str(outputs["ce_xfm"]), None)
 
 
 def prepare_scan(job, output_dir: Path, work_dir: Path, seed: int, overwrite: bool,
@@ -120,6 +164,11 @@ def prepare_scan(job, output_dir: Path, work_dir: Path, seed: int, overwrite: bo
             LOG.info("  %s: removed temporary files of a killed run in %s", job.key, folder)
     LOG.info("  %s: loading inputs", job.key)
     ce_image = load_3d_image(job.ce_path)
+    reused = None if overwrite else reusable_preprocessing(job, output_dir, seed)
+    if reused is not None:
+        LOG.info("  %s: preprocessing outputs already complete (same seed and versions): "
+                 "reused, only synthesis runs", job.key)
+        return PreparedScan(job, ce_image, None, reused, None, reused=True)
     reference_image = load_3d_image(job.reference_path) if job.reference_path else None
     if reference_image is None:
         LOG.warning("  %s: no non-contrast T1w in this session: nothing to compare with at "
@@ -130,35 +179,17 @@ def prepare_scan(job, output_dir: Path, work_dir: Path, seed: int, overwrite: bo
     return PreparedScan(job, ce_image, reference_image, session, scan_work)
 
 
-def finish_scan(prepared: PreparedScan, context) -> str:
-    """Synthesis (the run's one model) and writing of every output, atomically."""
+SCALE = "x / P90(brain) / 2, clipped to [0, 1]; white matter ~0.5"
+
+
+def _write_preprocessing(prepared: PreparedScan, context, outputs, record):
+    """Every output that does not depend on the network; written before synthesis, so that a
+    run stopped during synthesis leaves them for the next run to reuse."""
     job, ce_image, session = prepared.job, prepared.ce_image, prepared.session
-    outputs = planned_outputs(job, context.output_dir)
     ce = session.ce
-    LOG.info("  %s: synthesis (%s, %s)", job.key, context.synthesiser.provenance["Model"],
-             context.synthesiser.precision)
-    stage_seconds = {}
-    started = time.perf_counter()
-    network_mask = grids.crop_to_network(ce.crop_mask.astype(np.float32), order=0) > 0.5
-    synthetic_network = context.synthesiser(ce.network_input, network_mask)
-    stage_seconds["inference"] = round(time.perf_counter() - started, 2)
-    started = time.perf_counter()
-    synthetic_crop = np.where(ce.crop_mask, grids.network_to_crop(synthetic_network), 0.0)
-    synthetic_native = np.clip(crop_to_native(intensity.denormalise(synthetic_crop, ce.anchor),
-                                              ce_image, ce.transforms), 0, None)
-    stage_seconds["resampling_to_native"] = round(time.perf_counter() - started, 2)
-    started = time.perf_counter()
-
     raw = derivatives.bids_uri(context.bids_dir, job.ce_path)
-    ce_provenance = _scan_provenance(context, ce)
     crop_affine, network_affine = grids.cropped_template_affine(), grids.network_affine()
-    scale = {"IntensityScale": "x / P90(brain) / 2, clipped to [0, 1]; white matter ~0.5",
-             "IntensityAnchor": ce.anchor}
-
-    def record(key, path_writer, sources, provenance=ce_provenance, **fields):
-        path = path_writer(outputs[key])
-        derivatives.write_sidecar(path, sources, provenance, **fields)
-
+    scale = {"IntensityScale": SCALE, "IntensityAnchor": ce.anchor}
     record("ce_n4", lambda p: _save(p, ce.n4_native.get_fdata(), ce.n4_native.affine), [raw],
            Description="N4 bias-field corrected ce scan, native grid")
     record("ce_native_mask", lambda p: _save(p, ce.native_mask, ce_image.affine, np.uint8), [raw],
@@ -172,14 +203,6 @@ def finish_scan(prepared: PreparedScan, context) -> str:
            Description="network input: the cropped image resampled to 128^3", **scale)
     record("ce_mask", lambda p: _save(p, ce.crop_mask, crop_affine, np.uint8), [raw],
            Description="brain mask in the cropped template grid", Type="Brain")
-    record("synthetic_crop", lambda p: _save(p, synthetic_crop, crop_affine), [raw],
-           Description="synthetic non-contrast T1w in the cropped template grid (the grid the "
-                       "paper evaluated in)", **scale, SynthesisTimings_s=stage_seconds)
-    record("synthetic_native", lambda p: _save(p, synthetic_native, ce_image.affine), [raw],
-           Description="synthetic non-contrast T1w on the ce scan's native grid",
-           IntensityScale="normalised value x 2 x IntensityAnchor: white matter near the ce "
-                          "scan's 90th brain percentile", IntensityAnchor=ce.anchor,
-           SynthesisTimings_s=stage_seconds)
 
     figure_rows = [("ce " + job.key, ce.crop, ce.crop_mask)]
     if session.reference is not None:
@@ -203,10 +226,55 @@ def finish_scan(prepared: PreparedScan, context) -> str:
     record("qc_registration", lambda p: qc.registration_figure(
         p, figure_rows, template_mask, f"sub-{job.subject} registration to {SPACE}"), [raw],
         Description="QC: registration to the template and brain masks")
-    stage_seconds["writing"] = round(time.perf_counter() - started, 2)
-    shutil.rmtree(prepared.scan_work, ignore_errors=True)
-    LOG.info("  %s: done (preprocessing %.0f s, inference %.1f s, writing %.1f s)", job.key,
-             sum(ce.timings.values()) + (sum(session.reference.timings.values())
-                                         if session.reference else 0),
-             stage_seconds["inference"], stage_seconds["writing"])
+
+
+def finish_scan(prepared: PreparedScan, context) -> str:
+    """Writing of the preprocessing outputs (unless reused), then synthesis with the run's one
+    model and writing of the synthetic images, every file atomically."""
+    job, ce_image, session = prepared.job, prepared.ce_image, prepared.session
+    outputs = planned_outputs(job, context.output_dir)
+    ce = session.ce
+    raw = derivatives.bids_uri(context.bids_dir, job.ce_path)
+    ce_provenance = _scan_provenance(context, ce)
+
+    def record(key, path_writer, sources, provenance=ce_provenance, **fields):
+        path = path_writer(outputs[key])
+        derivatives.write_sidecar(path, sources, provenance, **fields)
+
+    stage_seconds = {}
+    started = time.perf_counter()
+    if not prepared.reused:
+        _write_preprocessing(prepared, context, outputs, record)
+    writing_seconds = time.perf_counter() - started
+
+    LOG.info("  %s: synthesis (%s, %s)", job.key, context.synthesiser.provenance["Model"],
+             context.synthesiser.precision)
+    started = time.perf_counter()
+    network_mask = grids.crop_to_network(ce.crop_mask.astype(np.float32), order=0) > 0.5
+    synthetic_network = context.synthesiser(ce.network_input, network_mask)
+    stage_seconds["inference"] = round(time.perf_counter() - started, 2)
+    started = time.perf_counter()
+    synthetic_crop = np.where(ce.crop_mask, grids.network_to_crop(synthetic_network), 0.0)
+    synthetic_native = np.clip(crop_to_native(intensity.denormalise(synthetic_crop, ce.anchor),
+                                              ce_image, ce.transforms), 0, None)
+    stage_seconds["resampling_to_native"] = round(time.perf_counter() - started, 2)
+    started = time.perf_counter()
+    reuse = {"PreprocessingReused": prepared.reused}
+    record("synthetic_crop", lambda p: _save(p, synthetic_crop, grids.cropped_template_affine()),
+           [raw], Description="synthetic non-contrast T1w in the cropped template grid (the grid "
+                              "the paper evaluated in)", IntensityScale=SCALE,
+           IntensityAnchor=ce.anchor, SynthesisTimings_s=stage_seconds, **reuse)
+    record("synthetic_native", lambda p: _save(p, synthetic_native, ce_image.affine), [raw],
+           Description="synthetic non-contrast T1w on the ce scan's native grid",
+           IntensityScale="normalised value x 2 x IntensityAnchor: white matter near the ce "
+                          "scan's 90th brain percentile", IntensityAnchor=ce.anchor,
+           SynthesisTimings_s=stage_seconds, **reuse)
+    stage_seconds["writing"] = round(writing_seconds + time.perf_counter() - started, 2)
+    if prepared.scan_work is not None:
+        shutil.rmtree(prepared.scan_work, ignore_errors=True)
+    preprocessing = "reused" if prepared.reused else "%.0f s" % (
+        sum(ce.timings.values()) + (sum(session.reference.timings.values())
+                                    if session.reference else 0))
+    LOG.info("  %s: done (preprocessing %s, inference %.1f s, writing %.1f s)", job.key,
+             preprocessing, stage_seconds["inference"], stage_seconds["writing"])
     return "processed"
