@@ -11,6 +11,21 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("GADOSYNTH_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+# Tests that share an expensive session fixture run on the same pytest-xdist worker, so that
+# the fixture is built once per suite, not once per worker.
+FIXTURE_GROUPS = {"demo_participant_run": "demo-run", "demo_cache": "demo-cache",
+                  "gado_session": "real-preprocessing"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns the groups into node ids
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for fixture, group in FIXTURE_GROUPS.items():
+            if fixture in item.fixturenames:  # the closure: demo_group_run needs demo-run
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
+
+
 def run_cli(*args, cwd=None):
     """Run run.py as a user would, in a fresh process; returns the CompletedProcess."""
     return subprocess.run([sys.executable, str(REPO / "run.py"), *map(str, args)],

@@ -32,11 +32,12 @@ def _kill_when(process, log, condition, signum, timeout=600):
     return process.returncode, log.read_text()
 
 
-def _new_file_in(folder):
-    """A condition: a file appeared in folder under a final (not hidden) name."""
+def _new_file_in(folder, containing=""):
+    """A condition: a file whose name contains `containing` appeared in folder under a final (not
+    hidden) name."""
     def visible():
-        return {p.name for p in folder.iterdir() if not p.name.startswith(".")} \
-            if folder.is_dir() else set()
+        return {p.name for p in folder.iterdir() if not p.name.startswith(".") and
+                containing in p.name} if folder.is_dir() else set()
     before = visible()
     return lambda: bool(visible() - before)
 
@@ -65,10 +66,12 @@ def test_killed_runs_leave_only_complete_files_and_resume(demo_bids, tmp_path):
     job = select_scans(open_layout(demo_bids), participant_labels=["02"]).jobs_by_subject["02"][0]
     planned = planned_outputs(job, output)
 
+    # SIGKILL while the synthetic images are being written, after the preprocessing outputs.
     killed = _start(tmp_path / "killed.log", demo_bids, output, "participant",
-                    "--participant_label", "02")
-    code, _ = _kill_when(killed, tmp_path / "killed.log", _new_file_in(anat), signal.SIGKILL)
-    assert code == -signal.SIGKILL  # killed while writing its first outputs
+                    "--participant_label", "02", "--seed", "7", "--nthreads", "1")
+    code, _ = _kill_when(killed, tmp_path / "killed.log", _new_file_in(anat, "desc-synthetic"),
+                         signal.SIGKILL)
+    assert code == -signal.SIGKILL
     _no_incomplete_final_files(output)
     assert not all(p.exists() for p in planned.values())  # killed before the end
 
@@ -78,6 +81,7 @@ def test_killed_runs_leave_only_complete_files_and_resume(demo_bids, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert not list(output.glob(".gadosynth-work-*"))  # the killed run's scratch was removed
     assert "sub-02: succeeded" in resumed.stderr
+    assert "reused, only synthesis runs" in resumed.stderr  # ANTs' work was not lost
     assert all(derivatives.output_is_complete(p) for p in planned.values())
     assert len(list(work.glob(".gadosynth-work-*"))) == 1  # --keep_work kept it
     crop = planned["ce_crop"]
@@ -112,7 +116,8 @@ def test_killed_runs_leave_only_complete_files_and_resume(demo_bids, tmp_path):
     assert finished.returncode == 0, finished.stderr
     assert "sub-02: succeeded" in finished.stderr  # recomputed, not skipped
     assert all(derivatives.output_is_complete(p) for p in planned.values())
-    # Same seed, same thread count, same input: byte-identical preprocessing after resuming.
+    # Same seed, same thread count, same input: preprocessing made again from scratch is
+    # byte-identical to the killed run's, which the resumed run reused.
     assert json.loads(derivatives.sidecar_path(crop).read_text())["FileSha256"] == reference_sha
 
 
@@ -138,3 +143,43 @@ def test_side_by_side_runs_write_dataset_description_once(demo_bids, tmp_path):
     assert description["DatasetType"] == "derivative"
     assert not [p for p in output.iterdir() if ".partial-" in p.name]
     assert os.stat(output / "dataset_description.json").st_ino in inodes
+
+
+def test_a_data_file_never_has_its_final_name_without_its_sidecar(tmp_path, monkeypatch):
+    """The sidecar is written before the data file is renamed into place: a stop between the two
+    (here the rename fails, as if killed) leaves a sidecar without data, never data without the
+    sidecar that pins it, and no temporary file."""
+    import nibabel as nib
+    import numpy as np
+    from gado_bids.outputs import atomic
+    path = tmp_path / "anat" / "sub-01_desc-test_T1w.nii.gz"
+    volume = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+
+    def write(temporary):
+        nib.save(nib.Nifti1Image(volume, np.eye(4)), str(temporary))
+        assert not path.exists() and not derivatives.sidecar_path(path).exists()
+
+    real_replace = os.replace
+
+    def killed_before_the_data_rename(source, target):
+        if str(target) == str(path):
+            raise KeyboardInterrupt("stopped before the data file was renamed")
+        real_replace(source, target)
+
+    monkeypatch.setattr(atomic.os, "replace", killed_before_the_data_rename)
+    try:
+        derivatives.write_with_sidecar(path, write, ["bids:raw:x"], {"RandomSeed": 1})
+    except KeyboardInterrupt:
+        pass
+    assert not path.exists() and derivatives.sidecar_path(path).exists()
+    assert not derivatives.output_is_complete(path)
+    assert [p.name for p in path.parent.iterdir()] == ["sub-01_desc-test_T1w.json"]
+
+    monkeypatch.setattr(atomic.os, "replace", real_replace)  # the next run writes both
+    derivatives.write_with_sidecar(path, lambda t: nib.save(nib.Nifti1Image(volume, np.eye(4)),
+                                                            str(t)), ["bids:raw:x"],
+                                   {"RandomSeed": 1})
+    assert derivatives.output_is_complete(path)
+    sidecar = derivatives.read_sidecar(path)
+    assert sidecar["FileSha256"] == derivatives.sha256_of(path) and sidecar["RandomSeed"] == 1
+    assert np.array_equal(nib.load(str(path)).get_fdata(), volume)

@@ -165,10 +165,20 @@ def read_sidecar(data_path: Path) -> dict:
     return json.loads(sidecar_path(Path(data_path)).read_text())
 
 
-def write_sidecar(data_path: Path, sources: list, provenance: dict, **fields) -> Path:
-    """JSON sidecar naming the sources and pinning the data file by its SHA-256."""
-    content = {**fields, "Sources": sources, "FileSha256": sha256_of(data_path), **provenance}
-    return atomic.write_json(sidecar_path(data_path), content)
+def write_with_sidecar(data_path: Path, write, sources: list, provenance: dict,
+                       **fields) -> Path:
+    """write(temporary path) fills the data file; its JSON sidecar names the sources and pins it
+    by SHA-256.
+
+    The sidecar is written first, from the data still under its hidden temporary name, and the
+    data is moved into place last: a data file under its final name always has its sidecar, so
+    a run killed in between leaves at most a sidecar without data, which reads as incomplete."""
+    data_path = Path(data_path)
+    with atomic.atomic_path(data_path) as temporary:
+        write(temporary)
+        content = {**fields, "Sources": sources, "FileSha256": sha256_of(temporary), **provenance}
+        atomic.write_json(sidecar_path(data_path), content)
+    return data_path
 
 
 def output_is_complete(data_path: Path) -> bool:

@@ -3,16 +3,15 @@ import io
 
 import numpy as np
 
-from gado_bids.outputs import atomic
-
 
 def _planes(volume, centre):
     i, j, k = centre
     return [np.rot90(volume[i]), np.rot90(volume[:, j]), np.rot90(volume[:, :, k])]
 
 
-def registration_figure(path, rows, template_mask, title):
-    """rows: [(label, crop volume, crop mask)]; template outline in red, scan mask in green."""
+def registration_figure(rows, template_mask, title) -> bytes:
+    """PNG bytes. rows: [(label, crop volume, crop mask)]; template outline in red, scan mask in
+    green."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -33,4 +32,4 @@ def registration_figure(path, rows, template_mask, title):
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80)
     plt.close(figure)
-    return atomic.write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()

@@ -82,13 +82,11 @@ def is_complete(job, output_dir: Path, weights_sha256: str = None) -> bool:
 
 
 def _save(path, volume, affine, dtype=np.float32):
-    return atomic.save_nifti(nib.Nifti1Image(np.asarray(volume).astype(dtype), affine), path)
+    nib.save(nib.Nifti1Image(np.asarray(volume).astype(dtype), affine), str(path))
 
 
 def _copy(source, path):
-    with atomic.atomic_path(path) as temporary:
-        shutil.copyfile(source, temporary)
-    return path
+    shutil.copyfile(source, path)
 
 
 def _scan_provenance(context, scan) -> dict:
@@ -223,8 +221,8 @@ def _write_preprocessing(prepared: PreparedScan, context, outputs, record):
         figure_rows.append(("non-contrast " + job.reference_path.name.split(".nii")[0],
                             ref.crop, ref.crop_mask))
     template_mask = grids.crop_template_volume(template_brain_mask().get_fdata() > 0)
-    record("qc_registration", lambda p: qc.registration_figure(
-        p, figure_rows, template_mask, f"sub-{job.subject} registration to {SPACE}"), [raw],
+    record("qc_registration", lambda p: p.write_bytes(qc.registration_figure(
+        figure_rows, template_mask, f"sub-{job.subject} registration to {SPACE}")), [raw],
         Description="QC: registration to the template and brain masks")
 
 
@@ -237,9 +235,8 @@ def finish_scan(prepared: PreparedScan, context) -> str:
     raw = derivatives.bids_uri(context.bids_dir, job.ce_path)
     ce_provenance = _scan_provenance(context, ce)
 
-    def record(key, path_writer, sources, provenance=ce_provenance, **fields):
-        path = path_writer(outputs[key])
-        derivatives.write_sidecar(path, sources, provenance, **fields)
+    def record(key, write, sources, provenance=ce_provenance, **fields):
+        derivatives.write_with_sidecar(outputs[key], write, sources, provenance, **fields)
 
     stage_seconds = {}
     started = time.perf_counter()

@@ -91,9 +91,10 @@ def _segmentation(job, output_dir, image_name, volume, network_mask, sources, so
     started = time.perf_counter()
     labels = tissues.segment(tissues.to_segmentation_grid(volume), network_mask, seed)
     seconds = round(time.perf_counter() - started, 1)
-    atomic.save_nifti(nib.Nifti1Image(labels, grids.network_affine()), path)
-    derivatives.write_sidecar(
-        path, sources, provenance, SourcesSha256=sources_sha,
+    derivatives.write_with_sidecar(
+        path, lambda temporary: nib.save(nib.Nifti1Image(labels, grids.network_affine()),
+                                         str(temporary)),
+        sources, provenance, SourcesSha256=sources_sha,
         Description=f"GM/WM/CSF segmentation of the {image_name} image (ANTs Atropos, template "
                     "priors) inside the union of the session's ce and non-contrast brain masks, "
                     "on the 128^3 network grid",
