@@ -130,12 +130,12 @@ def reusable_preprocessing(job, output_dir: Path, seed: int):
     keys = [key for key in outputs if key not in SYNTHETIC_KEYS]
     if not all(derivatives.output_is_complete(outputs[key]) for key in keys):
         return None
+    sidecars = {key: derivatives.read_sidecar(outputs[key]) for key in keys}
     versions = derivatives.software_versions()
-    for key in keys:
-        sidecar = derivatives.read_sidecar(outputs[key])
-        if sidecar.get("RandomSeed") != seed or sidecar.get("SoftwareVersions") != versions:
-            return None
-    recorded = derivatives.read_sidecar(outputs["ce_crop"])
+    if any(sidecar.get("RandomSeed") != seed or sidecar.get("SoftwareVersions") != versions
+           for sidecar in sidecars.values()):
+        return None
+    recorded = sidecars["ce_crop"]
     if any(name not in recorded for name in PREPROCESSING_FIELDS):
         return None
     network_input = nib.load(str(outputs["ce_network"])).get_fdata(dtype=np.float32)
