@@ -190,14 +190,18 @@ def test_user_weights_are_used_and_recorded(demo_participant_run, demo_bids, tmp
 
 def test_preprocessing_is_reused_only_when_complete_and_made_alike(demo_participant_run,
                                                                   demo_bids, tmp_path):
-    """Another seed, or any damaged preprocessing output, means: preprocess again."""
-    from gado_bids.workflows.scan import reusable_preprocessing
+    """Other input bytes, another seed, or any damaged preprocessing output, means: preprocess
+    again."""
+    from gado_bids.workflows.scan import input_hashes, reusable_preprocessing
     output = tmp_path / "out"
     shutil.copytree(demo_participant_run[1] / "sub-01", output / "sub-01")
     job = [j for j in _jobs(demo_bids) if j.subject == "01"][0]
     planned = planned_outputs(job, output)
     seed = derivatives.read_sidecar(planned["ce_crop"])["RandomSeed"]
-    session = reusable_preprocessing(job, output, seed)
+    hashes = input_hashes(job)
+    assert sorted(hashes) == sorted([job.ce_path.name, job.reference_path.name])
+    assert derivatives.read_sidecar(planned["ref_crop"])["InputsSha256"] == hashes
+    session = reusable_preprocessing(job, output, seed, hashes)
     assert session is not None and session.reference is None
     ce = session.ce
     assert ce.network_input.tobytes() == \
@@ -205,15 +209,17 @@ def test_preprocessing_is_reused_only_when_complete_and_made_alike(demo_particip
     assert ce.crop_mask.dtype == bool and ce.crop_mask.sum() > 1e6  # about a brain, in mm3
     assert ce.anchor == derivatives.read_sidecar(planned["ce_crop"])["IntensityAnchor"] > 0
     assert ce.transforms == [str(planned["ce_xfm"])]
-    assert reusable_preprocessing(job, output, seed + 1) is None
+    assert reusable_preprocessing(job, output, seed + 1, hashes) is None
+    for name in hashes:  # either scan exported again under the same name
+        assert reusable_preprocessing(job, output, seed, {**hashes, name: "0" * 64}) is None
     planned["synthetic_native"].unlink()  # synthetic images do not matter
-    assert reusable_preprocessing(job, output, seed) is not None
+    assert reusable_preprocessing(job, output, seed, hashes) is not None
     for key in ("ref_xfm", "qc_registration", "ce_network"):
         damaged = planned[key].read_bytes()
         planned[key].write_bytes(damaged[:-10])
-        assert reusable_preprocessing(job, output, seed) is None, key
+        assert reusable_preprocessing(job, output, seed, hashes) is None, key
         planned[key].write_bytes(damaged)
-    assert reusable_preprocessing(job, output, seed) is not None
+    assert reusable_preprocessing(job, output, seed, hashes) is not None
 
 
 def test_model_option_selects_the_bundled_network():

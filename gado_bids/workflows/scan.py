@@ -89,9 +89,17 @@ def _copy(source, path):
     shutil.copyfile(source, path)
 
 
-def _scan_provenance(context, scan) -> dict:
+def input_hashes(job) -> dict:
+    """SHA-256 of the raw scans a job reads, by file name: outputs made from other bytes (a scan
+    exported again under the same name) are never reused."""
+    paths = [job.ce_path] + ([job.reference_path] if job.reference_path else [])
+    return {Path(path).name: derivatives.sha256_of(path) for path in paths}
+
+
+def _scan_provenance(context, scan, inputs_sha256) -> dict:
     """What every sidecar of one scan records: the run's provenance and how the scan went."""
-    return {**context.provenance, "PreprocessingTimings_s": scan.timings,
+    return {**context.provenance, "InputsSha256": inputs_sha256,
+            "PreprocessingTimings_s": scan.timings,
             "PreprocessingPeakMemory_GB": scan.peak_memory_gb,
             "BrainMaskMethod": scan.mask_method,
             "TemplateMaskDice": round(scan.template_mask_dice, 4)}
@@ -108,6 +116,7 @@ class PreparedScan:
     reference_image: object  # nib.Nifti1Image or None
     session: object  # PreprocessedSession
     scan_work: Path
+    inputs_sha256: dict
     reused: bool = False
 
 
@@ -115,13 +124,14 @@ PREPROCESSING_FIELDS = ("PreprocessingTimings_s", "PreprocessingPeakMemory_GB",
                         "BrainMaskMethod", "TemplateMaskDice", "IntensityAnchor")
 
 
-def reusable_preprocessing(job, output_dir: Path, seed: int):
+def reusable_preprocessing(job, output_dir: Path, seed: int, inputs_sha256: dict):
     """The ce scan's preprocessing as an earlier run wrote it, or None.
 
     Preprocessing (ANTs) is most of a scan's time and does not depend on the network, so a
     re-run with other --weights or --model, or one killed after preprocessing, synthesises from
     the outputs already there. Only when every non-synthetic output is complete and was made
-    with this seed by these software versions: then the images are the ones this run would
+    from these input bytes, with this seed, by these software versions: then the images are the
+    ones this run would
     compute (byte for byte with one thread; registration with more threads is not bit-stable).
     The fields only needed to write preprocessing outputs (n4_native, native_mask, crop) are
     None: those files are already there.
@@ -132,8 +142,8 @@ def reusable_preprocessing(job, output_dir: Path, seed: int):
         return None
     sidecars = {key: derivatives.read_sidecar(outputs[key]) for key in keys}
     versions = derivatives.software_versions()
-    if any(sidecar.get("RandomSeed") != seed or sidecar.get("SoftwareVersions") != versions
-           for sidecar in sidecars.values()):
+    if any(sidecar.get("RandomSeed") != seed or sidecar.get("SoftwareVersions") != versions or
+           sidecar.get("InputsSha256") != inputs_sha256 for sidecar in sidecars.values()):
         return None
     recorded = sidecars["ce_crop"]
     if any(name not in recorded for name in PREPROCESSING_FIELDS):
@@ -162,11 +172,12 @@ def prepare_scan(job, output_dir: Path, work_dir: Path, seed: int, overwrite: bo
             LOG.info("  %s: removed temporary files of a killed run in %s", job.key, folder)
     LOG.info("  %s: loading inputs", job.key)
     ce_image = load_3d_image(job.ce_path)
-    reused = None if overwrite else reusable_preprocessing(job, output_dir, seed)
+    inputs_sha256 = input_hashes(job)
+    reused = None if overwrite else reusable_preprocessing(job, output_dir, seed, inputs_sha256)
     if reused is not None:
-        LOG.info("  %s: preprocessing outputs already complete (same seed and versions): "
-                 "reused, only synthesis runs", job.key)
-        return PreparedScan(job, ce_image, None, reused, None, reused=True)
+        LOG.info("  %s: preprocessing outputs already complete (same inputs, seed and "
+                 "versions): reused, only synthesis runs", job.key)
+        return PreparedScan(job, ce_image, None, reused, None, inputs_sha256, reused=True)
     reference_image = load_3d_image(job.reference_path) if job.reference_path else None
     if reference_image is None:
         LOG.warning("  %s: no non-contrast T1w in this session: nothing to compare with at "
@@ -174,7 +185,7 @@ def prepare_scan(job, output_dir: Path, work_dir: Path, seed: int, overwrite: bo
     scan_work = Path(tempfile.mkdtemp(prefix=f"{job.key}-", dir=work_dir))
     LOG.info("  %s: preprocessing", job.key)
     session = preprocess_session(ce_image, reference_image, scan_work, seed)
-    return PreparedScan(job, ce_image, reference_image, session, scan_work)
+    return PreparedScan(job, ce_image, reference_image, session, scan_work, inputs_sha256)
 
 
 SCALE = "x / P90(brain) / 2, clipped to [0, 1]; white matter ~0.5"
@@ -206,7 +217,7 @@ def _write_preprocessing(prepared: PreparedScan, context, outputs, record):
     if session.reference is not None:
         ref = session.reference
         ref_raw = derivatives.bids_uri(context.bids_dir, job.reference_path)
-        ref_provenance = _scan_provenance(context, ref)
+        ref_provenance = _scan_provenance(context, ref, prepared.inputs_sha256)
         ref_scale = {**scale, "IntensityAnchor": ref.anchor}
         record("ref_crop", lambda p: _save(p, ref.crop, crop_affine), [ref_raw, raw],
                ref_provenance, Description="non-contrast scan of the session in the cropped "
@@ -233,7 +244,7 @@ def finish_scan(prepared: PreparedScan, context) -> str:
     outputs = planned_outputs(job, context.output_dir)
     ce = session.ce
     raw = derivatives.bids_uri(context.bids_dir, job.ce_path)
-    ce_provenance = _scan_provenance(context, ce)
+    ce_provenance = _scan_provenance(context, ce, prepared.inputs_sha256)
 
     def record(key, write, sources, provenance=ce_provenance, **fields):
         derivatives.write_with_sidecar(outputs[key], write, sources, provenance, **fields)
