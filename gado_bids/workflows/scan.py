@@ -131,8 +131,8 @@ def reusable_preprocessing(job, output_dir: Path, seed: int, inputs_sha256: dict
     re-run with other --weights or --model, or one killed after preprocessing, synthesises from
     the outputs already there. Only when every non-synthetic output is complete and was made
     from these input bytes, with this seed, by these software versions: then the images are the
-    ones this run would
-    compute (byte for byte with one thread; registration with more threads is not bit-stable).
+    ones this run would compute (byte for byte with one thread; registration with more threads
+    is not bit-stable).
     The fields only needed to write preprocessing outputs (n4_native, native_mask, crop) are
     None: those files are already there.
     """
@@ -171,14 +171,14 @@ def prepare_scan(job, output_dir: Path, work_dir: Path, seed: int, overwrite: bo
         if folder.is_dir() and atomic.remove_abandoned_partials(folder):
             LOG.info("  %s: removed temporary files of a killed run in %s", job.key, folder)
     LOG.info("  %s: loading inputs", job.key)
-    ce_image = load_3d_image(job.ce_path)
+    ce_image = load_3d_image(job.ce_path)  # both loaded first: a bad file fails with its reason
+    reference_image = load_3d_image(job.reference_path) if job.reference_path else None
     inputs_sha256 = input_hashes(job)
     reused = None if overwrite else reusable_preprocessing(job, output_dir, seed, inputs_sha256)
     if reused is not None:
         LOG.info("  %s: preprocessing outputs already complete (same inputs, seed and "
                  "versions): reused, only synthesis runs", job.key)
         return PreparedScan(job, ce_image, None, reused, None, inputs_sha256, reused=True)
-    reference_image = load_3d_image(job.reference_path) if job.reference_path else None
     if reference_image is None:
         LOG.warning("  %s: no non-contrast T1w in this session: nothing to compare with at "
                     "group level", job.key)
