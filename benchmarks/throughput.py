@@ -5,8 +5,10 @@
 Runs the real participant level (`run.py ... participant --n_procs W --nthreads N`) on a demo
 dataset of --subjects simulated sessions, once per worker count, each time into a fresh output
 folder, and prints wall time and scans per hour (each scan = one ce scan plus its non-contrast
-scan: preprocessing of both, synthesis, writing). Peak memory is the sum over the process tree,
-sampled every 0.5 s.
+scan: preprocessing of both, synthesis, writing). A last row re-runs the first output folder
+with the other bundled network (`--model res-unet`): the preprocessing outputs are reused and
+only synthesis runs, what switching networks costs on a processed warehouse. Peak memory is the
+sum over the process tree, sampled every 0.5 s.
 """
 import argparse
 import os
@@ -58,19 +60,20 @@ def main():
               f"device {args.device}")
         print(f"{'workers':>8}{'wall s':>10}{'s/scan':>10}{'scans/hour':>12}{'peak GB':>10}"
               f"{'exit':>6}")
-        for workers in args.workers:
-            output = Path(scratch) / f"out-{workers}"
+        runs = [(str(w), Path(scratch) / f"out-{w}", w, []) for w in args.workers]
+        runs.append(("reuse", runs[0][1], args.workers[0], ["--model", "res-unet"]))
+        for label, output, workers, extra in runs:
             started = time.time()
             process = subprocess.Popen(
                 [sys.executable, str(REPO / "run.py"), str(bids), str(output), "participant",
                  "--n_procs", str(workers), "--nthreads", str(args.nthreads), "--device",
-                 args.device], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 args.device, *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             peak = 0.0
             while process.poll() is None:
                 peak = max(peak, _tree_rss_gb(process.pid))
                 time.sleep(0.5)
             wall = time.time() - started
-            print(f"{workers:>8}{wall:>10.0f}{wall / args.subjects:>10.1f}"
+            print(f"{label:>8}{wall:>10.0f}{wall / args.subjects:>10.1f}"
                   f"{3600 * args.subjects / wall:>12.0f}{peak:>10.2f}{process.returncode:>6}")
 
 
