@@ -67,18 +67,26 @@ def planned_outputs(job, output_dir: Path) -> dict:
 SYNTHETIC_KEYS = ("synthetic_crop", "synthetic_native")
 
 
-def is_complete(job, output_dir: Path, weights_sha256: str = None) -> bool:
-    """Every output complete; with weights_sha256, the synthetic images also made by them.
+def _made_by(outputs: dict, weights_sha256: str = None) -> bool:
+    """With weights_sha256, whether the (complete) synthetic images were made by those weights:
+    a re-run with another --model or --weights recomputes, instead of skipping images that some
+    other network made."""
+    return weights_sha256 is None or all(
+        derivatives.read_sidecar(outputs[key]).get("WeightsSha256") == weights_sha256
+        for key in SYNTHETIC_KEYS)
 
-    So a re-run with another --model or --weights recomputes, instead of skipping images that
-    some other network made."""
+
+def _complete_keys(outputs: dict) -> set:
+    """The outputs that are complete, each hashed and loaded once for both decisions of
+    prepare_scan (skip the scan, reuse its preprocessing)."""
+    return {key for key, path in outputs.items() if derivatives.output_is_complete(path)}
+
+
+def is_complete(job, output_dir: Path, weights_sha256: str = None) -> bool:
+    """Every output complete; with weights_sha256, the synthetic images also made by them."""
     outputs = planned_outputs(job, output_dir)
-    if not all(derivatives.output_is_complete(p) for p in outputs.values()):
-        return False
-    if weights_sha256 is None:
-        return True
-    return all(derivatives.read_sidecar(outputs[key]).get("WeightsSha256") == weights_sha256
-               for key in SYNTHETIC_KEYS)
+    return all(derivatives.output_is_complete(p) for p in outputs.values()) and \
+        _made_by(outputs, weights_sha256)
 
 
 def _save(path, volume, affine, dtype=np.float32):
@@ -113,7 +121,6 @@ class PreparedScan:
     computed (see reusable_preprocessing); only the synthetic images remain to be written."""
     job: object
     ce_image: nib.Nifti1Image
-    reference_image: object  # nib.Nifti1Image or None
     session: object  # PreprocessedSession
     scan_work: Path
     inputs_sha256: dict
@@ -124,7 +131,8 @@ PREPROCESSING_FIELDS = ("PreprocessingTimings_s", "PreprocessingPeakMemory_GB",
                         "BrainMaskMethod", "TemplateMaskDice", "IntensityAnchor")
 
 
-def reusable_preprocessing(job, output_dir: Path, seed: int, inputs_sha256: dict):
+def reusable_preprocessing(job, output_dir: Path, seed: int, inputs_sha256: dict,
+                           complete: set = None):
     """The ce scan's preprocessing as an earlier run wrote it, or None.
 
     Preprocessing (ANTs) is most of a scan's time and does not depend on the network, so a
@@ -134,11 +142,13 @@ def reusable_preprocessing(job, output_dir: Path, seed: int, inputs_sha256: dict
     ones this run would compute (byte for byte with one thread; registration with more threads
     is not bit-stable).
     The fields only needed to write preprocessing outputs (n4_native, native_mask, crop) are
-    None: those files are already there.
+    None: those files are already there. complete: the keys already found complete
+    (_complete_keys), when the caller has checked them.
     """
     outputs = planned_outputs(job, output_dir)
     keys = [key for key in outputs if key not in SYNTHETIC_KEYS]
-    if not all(derivatives.output_is_complete(outputs[key]) for key in keys):
+    complete = _complete_keys(outputs) if complete is None else complete
+    if not all(key in complete for key in keys):
         return None
     sidecars = {key: derivatives.read_sidecar(outputs[key]) for key in keys}
     versions = derivatives.software_versions()
@@ -164,7 +174,8 @@ def prepare_scan(job, output_dir: Path, work_dir: Path, seed: int, overwrite: bo
     """'complete' when already done by these weights (and not --overwrite), else the
     PreparedScan. CPU-bound (ANTs) and free of the model, so it can run in a worker process."""
     outputs = planned_outputs(job, output_dir)
-    if not overwrite and is_complete(job, output_dir, weights_sha256):
+    complete = set() if overwrite else _complete_keys(outputs)
+    if complete == set(outputs) and _made_by(outputs, weights_sha256):
         LOG.info("  %s: outputs complete, skipped", job.key)
         return "complete"
     for folder in {Path(p).parent for p in outputs.values()}:
@@ -174,18 +185,19 @@ def prepare_scan(job, output_dir: Path, work_dir: Path, seed: int, overwrite: bo
     ce_image = load_3d_image(job.ce_path)  # both loaded first: a bad file fails with its reason
     reference_image = load_3d_image(job.reference_path) if job.reference_path else None
     inputs_sha256 = input_hashes(job)
-    reused = None if overwrite else reusable_preprocessing(job, output_dir, seed, inputs_sha256)
+    reused = None if overwrite else reusable_preprocessing(job, output_dir, seed, inputs_sha256,
+                                                           complete)
     if reused is not None:
         LOG.info("  %s: preprocessing outputs already complete (same inputs, seed and "
                  "versions): reused, only synthesis runs", job.key)
-        return PreparedScan(job, ce_image, None, reused, None, inputs_sha256, reused=True)
+        return PreparedScan(job, ce_image, reused, None, inputs_sha256, reused=True)
     if reference_image is None:
         LOG.warning("  %s: no non-contrast T1w in this session: nothing to compare with at "
                     "group level", job.key)
     scan_work = Path(tempfile.mkdtemp(prefix=f"{job.key}-", dir=work_dir))
     LOG.info("  %s: preprocessing", job.key)
     session = preprocess_session(ce_image, reference_image, scan_work, seed)
-    return PreparedScan(job, ce_image, reference_image, session, scan_work, inputs_sha256)
+    return PreparedScan(job, ce_image, session, scan_work, inputs_sha256)
 
 
 SCALE = "x / P90(brain) / 2, clipped to [0, 1]; white matter ~0.5"
