@@ -97,16 +97,14 @@ def main():
         parser.error(f"no validation subject {sorted(validation)} in {args.cache_dir}")
     rows = [budget_row(model, pair) for pair in pairs if pair.subject in validation]
     print_table(rows)
-    gains = {True: [], False: []}
-    for pair in pairs:
-        synthetic = predict_volume(model, pair.ce, "cpu", pair.mask)
-        gains[pair.subject in validation].append(
-            psnr(synthetic, pair.target, pair.mask) - psnr(pair.ce, pair.target, pair.mask))
-    for held_out, label in ((False, "training"), (True, "validation")):
-        if gains[held_out]:
-            print(f"\nmean PSNR gain over the ce scan, {label} subjects (n = "
-                  f"{len(gains[held_out])}): {np.mean(gains[held_out]):+.2f} dB", end="")
+    gains = {"validation": [row["synthetic"] - row["ce"] for row in rows], "training": [
+        psnr(predict_volume(model, pair.ce, "cpu", pair.mask), pair.target, pair.mask) -
+        psnr(pair.ce, pair.target, pair.mask) for pair in pairs if pair.subject not in validation]}
     print()
+    for label in ("training", "validation"):
+        if gains[label]:
+            print(f"mean PSNR gain over the ce scan, {label} subjects (n = {len(gains[label])}): "
+                  f"{np.mean(gains[label]):+.2f} dB")
 
 
 if __name__ == "__main__":
