@@ -59,7 +59,7 @@ def budget_row(model, pair) -> dict:
     oracle, slope = linear_oracle(synthetic, target, mask)
     return {"subject": pair.subject, "ce": psnr(pair.ce, target, mask),
             "baseline": psnr(baseline, target, mask), "synthetic": psnr(synthetic, target, mask),
-            "interior": float(10 * np.log10(1 / squared[mask & ~edge].mean())),
+            "interior": psnr(synthetic, target, mask & ~edge),
             "edge %": 100 * float(squared[edge].sum() / squared[mask].sum()),
             "top 1 %": 100 * float(worst.sum() / squared[mask].sum()),
             "linear oracle": oracle, "slope": slope,
