@@ -27,11 +27,10 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from gado_bids.metrics.similarity import psnr, simple_baseline
+from gado_bids.metrics.similarity import psnr
 from gado_bids.model.weights import bundled_manifest, load_bundled, load_weights
-from gado_bids.preprocessing import grids
 from gado_bids.training.cache import cached_pairs, load_pair
-from gado_bids.training.loop import predict_volume
+from gado_bids.training.loop import network_grid_baseline, predict_volume
 
 SIGMAS = (0.0, 0.7, 1.5, 2.5)
 COLUMNS = ("subject", "ce", "baseline", "synthetic", "interior", "edge %", "top 1 %",
@@ -52,7 +51,7 @@ def blur_oracle(synthetic, target, mask):
 def budget_row(model, pair) -> dict:
     mask, target = pair.mask, pair.target
     synthetic = predict_volume(model, pair.ce, "cpu", mask)
-    baseline = simple_baseline(pair.ce, mask, np.abs(np.diag(grids.network_affine())[:3]))
+    baseline = network_grid_baseline(pair.ce, mask)
     squared = (synthetic - target) ** 2
     edge = mask & ~ndimage.binary_erosion(mask, iterations=2)
     worst = np.sort(squared[mask])[-max(1, int(0.01 * mask.sum())):]
