@@ -1,5 +1,6 @@
 """The command line as a BIDS App user meets it: help, version, usage errors and exit codes."""
 import json
+import re
 
 import pytest
 
@@ -81,3 +82,20 @@ def test_boutiques_descriptor_matches_the_parser():
 def test_boutiques_descriptor_is_valid():
     from boutiques import bosh
     assert bosh(["validate", str(REPO / "gado_bids" / "resources" / "boutiques.json")]) is None
+
+
+def test_readme_options_table_states_the_parser_defaults():
+    """The README's usage table is what users read; a default it states must be the real one."""
+    defaults = {action.option_strings[0]: action.default for action in build_parser()._actions
+                if action.option_strings}
+    stated = {}
+    for line in (REPO / "README.md").read_text().splitlines():
+        row = re.match(r"\| `(--\w+)[^`]*` \|(.*)\|$", line)
+        if not row:
+            continue
+        value = re.search(r"default (`[^`]+`|\d+)", row.group(2))
+        if value:
+            stated[row.group(1)] = value.group(1).strip("`")
+    assert {"--model", "--ce_label", "--seed", "--n_procs"} <= set(stated)
+    for option, value in stated.items():
+        assert str(defaults[option]) == value, f"README says {option} defaults to {value}"
