@@ -83,12 +83,9 @@ def main():
     parser.add_argument("--nthreads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.nthreads)
-    if args.weights:
-        model = load_weights(args.weights)[0]
-        if not args.validation_subjects:
-            parser.error("--weights needs --validation_subjects")
-    else:
-        model = load_bundled(args.model)[0]
+    if args.weights and not args.validation_subjects:
+        parser.error("--weights needs --validation_subjects")
+    model = (load_weights(args.weights) if args.weights else load_bundled(args.model))[0]
     validation = set(args.validation_subjects or
                      bundled_manifest()[args.model]["validation_subjects"])
     pairs = [load_pair(path) for path in cached_pairs(args.cache_dir)]
