@@ -16,15 +16,23 @@ WEIGHTS_ROLE = {"weights_role": "whether the bundled weights saw this subject: '
                                 "'validation' (held out while training) or 'unseen'. Training "
                                 "subjects give optimistic numbers"}
 
+REFERENCE_CLASS = {"reference_class": "'3D' or 'thick-slice': how the session's real "
+                                      "non-contrast scan was acquired, from its per-axis "
+                                      "sharpness and its blur relative to the ce scan "
+                                      "(gado_bids.metrics.resolution)"}
+
 SIMILARITY_COLUMNS = {
-    **SESSION_COLUMNS, **WEIGHTS_ROLE,
-    "mask_voxels": {"Description": "voxels in the union of the ce and non-contrast brain masks "
-                                   "(1 mm template grid); every metric is averaged over them "
-                                   "only", "Units": "voxels"},
+    **SESSION_COLUMNS, **WEIGHTS_ROLE, **REFERENCE_CLASS,
+    "mask_voxels": {"Description": "voxels of the evaluation mask on the ce scan's native grid "
+                                   "(intersection of the ce and non-contrast brain masks); "
+                                   "every metric is averaged over them only", "Units": "voxels"},
     **{f"{metric}_{image}": {
-        "Description": f"{label} between the real non-contrast scan and the {name} image, in "
-                       "the union brain mask, on the normalised scale (x / P90(brain) / 2, "
-                       f"clipped to [0, 1]). {definition}", **({"Units": units} if units else {})}
+        "Description": f"{label} between the real non-contrast scan and the {name} image on "
+                       "the ce scan's native grid, both N4-corrected, each on its own scale "
+                       "x / (2 P90(brain)), not clipped (gado_bids.metrics.evaluation); the "
+                       "plain metric (desc-evaluation_metrics.tsv has the resolution-matched "
+                       f"ones, both grids and the baselines). {definition}",
+        **({"Units": units} if units else {})}
        for image, name in (("ce", "contrast-enhanced (baseline)"), ("synthetic", "synthetic"))
        for metric, label, definition, units in (
            ("MAE", "mean absolute error", "100 x mean |x - y| / R, R = 1", "%"),
@@ -35,12 +43,17 @@ SIMILARITY_COLUMNS = {
 }
 
 VOLUME_COLUMNS = {
-    **SESSION_COLUMNS, **WEIGHTS_ROLE,
+    **SESSION_COLUMNS, **WEIGHTS_ROLE, **REFERENCE_CLASS,
     "tissue": "CSF, GM or WM (ANTs Atropos with MNI152NLin2009aSym priors, in the union mask)",
     **{f"{image}_cm3": {"Description": f"{image} image's tissue volume in template space "
-                                      "(segmented on the 128^3 network grid of the template, "
-                                      "3.02 mm3 voxels)", "Units": "cm3"}
+                                      "(segmented on the 1 mm cropped template grid)",
+                        "Units": "cm3"}
        for image in ("real", "ce", "synthetic")},
+    "real_repeat_cm3": {"Description": "the real image's volume segmented again after a "
+                                       "half-voxel shift on every axis with 1% noise (the "
+                                       "instrument's repeatability)", "Units": "cm3"},
+    "repeatability_cm3": {"Description": "|V_real - V_real_repeat|: differences below it are "
+                                         "within the segmentation's own noise", "Units": "cm3"},
     **{f"{image}_native_cm3": {"Description": f"{image} image's tissue volume rescaled to the "
                                              "subject's native space by |det| of the ce scan's "
                                              "affine to the template", "Units": "cm3"}
@@ -50,10 +63,61 @@ VOLUME_COLUMNS = {
                                "Units": "cm3"},
 }
 
+SUBSET = {"subset": "sessions summarised: all; reference:3D / reference:thick-slice (by the "
+                    "class of the session's real non-contrast scan); or only those whose "
+                    "subjects the bundled weights used for training / held out for validation "
+                    "/ never saw"}
+
+EVALUATION_COLUMNS = {
+    **SESSION_COLUMNS, **WEIGHTS_ROLE, **REFERENCE_CLASS,
+    "grid": "native (the ce scan's grid, primary) or template (1 mm cropped template grid)",
+    "image": "reference (the real non-contrast scan: sharpness and top end only), ce, clip (ce "
+             "clipped at its 97th brain percentile), clip-and-blur (the same, 1 mm Gaussian) or "
+             "synthetic",
+    "mask_voxels": {"Description": "voxels of the evaluation mask (intersection of the two "
+                                   "brain masks)", "Units": "voxels"},
+    **{metric: {"Description": f"plain {metric} against the reference (metrics.similarity, "
+                               "each image on its own scale x / (2 P90(brain)))",
+                **({"Units": unit} if unit else {})}
+       for metric, unit in (("MAE", "%"), ("PSNR", "dB"), ("SSIM", ""))},
+    **{f"{metric}_matched": {"Description": f"resolution-matched {metric}: the image blurred by "
+                                            "the reference's relative blur (relative_blur_*) "
+                                            "before the comparison",
+                             **({"Units": unit} if unit else {})}
+       for metric, unit in (("MAE", "%"), ("PSNR", "dB"), ("SSIM", ""))},
+    **{f"sharpness_{axis}": f"sharpness along voxel axis {axis} (RMS of 1-voxel over RMS of "
+                            "4-voxel differences in the eroded mask; scale- and contrast-free)"
+       for axis in "ijk"},
+    **{f"sharpness_ratio_{axis}": f"sharpness_{axis} of the image over the ce scan's: 1.0 = as "
+                                  "sharp as the input" for axis in "ijk"},
+    "top_end_percent": {"Description": "P99.5 / P95 - 1 of the image in the mask: small when "
+                                       "the white matter saturates", "Units": "%"},
+    **{f"relative_blur_{axis}": {"Description": f"Gaussian sigma along axis {axis} that gives "
+                                                "the ce scan the reference's sharpness (the "
+                                                "resolution match)", "Units": "voxels"}
+       for axis in "ijk"},
+}
+
+SUMMARY_METRICS = ("MAE", "PSNR", "SSIM", "MAE_matched", "PSNR_matched", "SSIM_matched",
+                   "sharpness_ratio_i", "sharpness_ratio_j", "sharpness_ratio_k",
+                   "top_end_percent")
+EVALUATION_SUMMARY_COLUMNS = {
+    **SUBSET, "grid": EVALUATION_COLUMNS["grid"], "image": EVALUATION_COLUMNS["image"],
+    "n": "sessions",
+    **{f"{name}_{stat}": f"{'mean' if stat == 'mean' else 'sample SD (ddof 1)'} of {name} "
+                         "over the subset's sessions (desc-evaluation_metrics.tsv), from the "
+                         "unrounded values"
+       for name in SUMMARY_METRICS for stat in ("mean", "sd")},
+    "better_than_ce": "sessions on which this image beats the ce scan on plain MAE, PSNR and "
+                      "SSIM together",
+    "better_than_baselines_matched": "sessions on which this image's matched PSNR is above "
+                                     "both baselines'",
+}
+
 STATISTICS_COLUMNS = {
-    "subset": "sessions summarised: all, or only those whose subjects the bundled weights "
-              "used for training / held out for validation / never saw",
-    "table": "similarity (paper's Table 1) or volume_error (paper's Table 2)",
+    **SUBSET,
+    "table": "similarity (paper's Table 1, native grid, plain), similarity_matched (the same, "
+             "resolution-matched) or volume_error (paper's Table 2)",
     "measure": "MAE, PSNR, SSIM, or a tissue (CSF, GM, WM) for |V_real - V|",
     "n": "sessions (pairs) in the test",
     "ce_mean": "mean over sessions, ce image vs real", "ce_sd": "sample SD (ddof 1)",
@@ -73,7 +137,8 @@ SESSIONS_COLUMNS = {
     "reused": "true when the numbers came from a previous group run (inputs unchanged)",
 }
 
-DECIMALS = {"MAE": 3, "PSNR": 3, "SSIM": 4, "cm3": 2, "p": 6, "t": 4, "scale": 5}
+DECIMALS = {"MAE": 3, "PSNR": 3, "SSIM": 4, "cm3": 2, "p": 6, "t": 4, "scale": 5,
+            "sharpness": 4, "top_end_percent": 2, "blur": 3}
 
 
 def format_value(value, decimals: int = 3) -> str:

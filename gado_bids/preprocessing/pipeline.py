@@ -172,3 +172,20 @@ def network_to_native(volume: np.ndarray, native_image: nib.Nifti1Image, transfo
                       label: bool = False) -> np.ndarray:
     crop = grids.network_to_crop(volume, order=0 if label else 1)
     return crop_to_native(crop, native_image, transforms, label)
+
+
+def reference_on_ce_grid(reference_image: nib.Nifti1Image, ce_image: nib.Nifti1Image,
+                         reference_to_ce: str, ce_mask: np.ndarray) -> np.ndarray:
+    """The session's raw non-contrast scan on the ce scan's native grid, N4-corrected there.
+
+    One interpolation (through the saved rigid transform), then N4 in the ce scan's brain mask:
+    the same correction, in the same mask and grid, that made the ce scan's desc-n4 image, so the
+    two are bias-corrected alike for the native-grid evaluation.
+    """
+    fixed = registration.to_ants(ce_image)
+    moving = registration.to_ants(nib.Nifti1Image(
+        np.clip(reference_image.get_fdata(dtype=np.float32), 0, None), reference_image.affine))
+    resampled = registration.apply(fixed, moving, [str(reference_to_ce)])
+    corrected = registration.n4(resampled, resampled.new_image_like(
+        np.asarray(ce_mask, np.float32)))
+    return np.clip(corrected.numpy(), 0, None)
