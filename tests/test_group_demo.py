@@ -12,6 +12,7 @@ from gado_bids.discovery.selection import open_layout, select_scans
 from gado_bids.metrics import tissues
 from gado_bids.outputs import derivatives
 from gado_bids.outputs.group_tables import read_table
+from gado_bids.preprocessing import grids
 from gado_bids.workflows.group import group_paths
 from gado_bids.workflows.scan import planned_outputs
 from gado_bids.workflows.session_measures import segmentation_paths
@@ -58,7 +59,8 @@ def test_group_level_writes_every_table_with_its_dictionary(demo_group_run):
     assert result.returncode == 0, result.stderr
     assert "group summary: 3 measured" in result.stderr
     paths = group_paths(output)
-    for key in ("sessions", "similarity", "volumes", "statistics"):
+    for key in ("sessions", "similarity", "volumes", "statistics", "evaluation",
+                "evaluation_summary"):
         rows = read_table(paths[key])
         dictionary = json.loads(paths[key].with_suffix(".json").read_text())
         header = paths[key].read_text().splitlines()[0].split("\t")
@@ -86,15 +88,44 @@ def test_group_level_writes_every_table_with_its_dictionary(demo_group_run):
                                                            abs=2e-6)
 
 
+def test_evaluation_tables_cover_both_grids_every_image_and_each_reference_class(demo_group_run):
+    """Per session: native and template grids, the reference and the four compared images; the
+    summary gives every 'all' row beside its per-class rows, and its means are the rows'."""
+    _, output = demo_group_run
+    paths = group_paths(output)
+    rows = read_table(paths["evaluation"])
+    assert len(rows) == 3 * 2 * 5
+    assert {(r["grid"], r["image"]) for r in rows} == {
+        (g, i) for g in ("native", "template")
+        for i in ("reference", "ce", "clip", "clip-and-blur", "synthetic")}
+    for row in rows:
+        assert row["reference_class"] in ("3D", "thick-slice")
+        if row["image"] == "ce":
+            assert [row[f"sharpness_ratio_{a}"] for a in "ijk"] == ["1.0000"] * 3
+        if row["image"] != "reference":
+            assert float(row["PSNR_matched"]) > 10 and 0 < float(row["SSIM_matched"]) <= 1
+    summary = read_table(paths["evaluation_summary"])
+    subsets = {r["subset"] for r in summary}
+    classes = {f"reference:{r['reference_class']}" for r in rows}
+    assert subsets == {"all"} | classes
+    native_ce = [float(r["PSNR"]) for r in rows if r["grid"] == "native" and r["image"] == "ce"]
+    entry = [r for r in summary if r["subset"] == "all" and r["grid"] == "native" and
+             r["image"] == "ce"][0]
+    assert float(entry["PSNR_mean"]) == pytest.approx(np.mean(native_ce), abs=1e-3)
+    similarity = read_table(paths["similarity"])
+    assert [r["PSNR_ce"] for r in similarity] == [
+        r["PSNR"] for r in rows if r["grid"] == "native" and r["image"] == "ce"]
+
+
 def test_segmentations_agree_with_the_template_tissues(demo_group_run, demo_bids):
     """Stated range: the real scan's GM and WM within 20% of the template's own (arg-max of its
     priors, same mask and grid) and Dice >= 0.8 with them; the three labels fill the mask."""
     _, output = demo_group_run
-    priors = np.stack(tissues.network_priors())
+    priors = np.stack(tissues.template_priors())
     template_labels = np.where(priors.sum(0) >= 0.5, priors.argmax(0) + 1, 0)
     for job in _jobs(demo_bids):
         labels = np.asarray(nib.load(str(segmentation_paths(job, output)["real"])).dataobj)
-        assert labels.shape == (128, 128, 128) and set(np.unique(labels)) == {0, 1, 2, 3}
+        assert labels.shape == grids.CROP_SHAPE and set(np.unique(labels)) == {0, 1, 2, 3}
         inside = template_labels > 0
         for name in ("GM", "WM"):
             index = tissues.LABELS[name]
@@ -132,7 +163,7 @@ def test_report_renders_and_every_row_matches_the_tables(demo_group_run):
     assert page.startswith("<!DOCTYPE html>") and "http" not in page.split("<body>")[1]
     tables = _report_tables(paths["report"])
     statistics = read_table(paths["statistics"])
-    table1, table2, sessions = tables[0], tables[1], tables[-1]
+    table1, table1_matched, table2, sessions = tables[0], tables[1], tables[2], tables[-1]
     similarity_stats = {r["measure"]: r for r in statistics
                         if r["subset"] == "all" and r["table"] == "similarity"}
     for row, image in zip(table1[1:], ("ce", "synthetic")):
@@ -141,17 +172,27 @@ def test_report_renders_and_every_row_matches_the_tables(demo_group_run):
             assert cell == f"{stat[f'{image}_mean']} ± {stat[f'{image}_sd']}"
     volume_stats = {r["measure"]: r for r in statistics
                     if r["subset"] == "all" and r["table"] == "volume_error"}
+    matched_stats = {r["measure"]: r for r in statistics
+                     if r["subset"] == "all" and r["table"] == "similarity_matched"}
+    for row, image in zip(table1_matched[1:3], ("ce", "synthetic")):
+        for cell, metric in zip(row[1:], ("MAE", "PSNR", "SSIM")):
+            stat = matched_stats[metric]
+            assert cell == f"{stat[f'{image}_mean']} ± {stat[f'{image}_sd']}"
+    volumes = read_table(paths["volumes"])
     for row in table2[1:]:
         stat = volume_stats[row[0]]
         assert row[1] == f"{stat['ce_mean']} ± {stat['ce_sd']}"
         assert row[2] == f"{stat['synthetic_mean']} ± {stat['synthetic_sd']}"
-        assert row[4] == stat["p_bonferroni"]
+        repeat = [float(r["repeatability_cm3"]) for r in volumes if r["tissue"] == row[0]]
+        assert row[3] == f"{np.mean(repeat):.2f} ± {np.std(repeat, ddof=1):.2f}"
+        assert row[5] == stat["p_bonferroni"]
     similarity = read_table(paths["similarity"])
     assert len(sessions) - 1 == len(similarity)
     for row, expected in zip(sessions[1:], similarity):
         assert row[:3] == [expected["participant_id"], expected["ce_scan"],
                            expected["weights_role"]]
-        assert row[4:10] == [expected[f"{m}_{i}"] for i in ("ce", "synthetic")
+        assert row[3] == expected["reference_class"]
+        assert row[5:11] == [expected[f"{m}_{i}"] for i in ("ce", "synthetic")
                              for m in ("MAE", "PSNR", "SSIM")]
     assert page.count('<a href="sub-0') == 3 and page.count("data:image/png;base64,") == 5
 

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from gado_bids.metrics.similarity import mae_percent, psnr, simple_baseline, ssim, ssim_map
+from gado_bids.metrics.evaluation import clip_and_blur_baseline
+from gado_bids.metrics.similarity import mae_percent, psnr, ssim, ssim_map
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def test_simple_baseline_clips_enhancement_and_smooths():
     volume = np.full((30, 30, 30), 0.5, np.float32)
     mask = np.ones(volume.shape, bool)
     volume[15, 15, 15] = 1.0  # one enhanced voxel
-    baseline = simple_baseline(volume, mask)
+    baseline = clip_and_blur_baseline(volume, mask)
     assert baseline.max() <= 0.5 + 1e-6
     with pytest.raises(ValueError, match="shapes differ"):
         psnr(volume, volume[:-1], mask)

@@ -71,24 +71,33 @@ def build_parser():
 
 
 def _print_validation(summary):
-    rows = summary.get("validation", [])
+    """The final table, from metrics.evaluation: every image plain and resolution-matched, per
+    reference class and overall (never one mean over both classes alone)."""
+    rows = [r for r in summary.get("validation", []) if "evaluation" in r]
     if not rows:
         return
-    print(f"\nvalidation (best epoch {summary['best_epoch']}), inside the brain mask, 128^3 grid:")
-    print(f"{'subject':<10}" + "".join(f"{kind + ' ' + metric:>16}" for kind in
-                                       ("ce", "baseline", "synthetic") for metric in
-                                       ("MAE%", "PSNR", "SSIM")))
-    for row in rows + [None]:
-        if row is None:
-            import numpy as np
-            values = {k: {m: np.mean([r[k][m] for r in rows]) for m in ("MAE", "PSNR", "SSIM")}
-                      for k in ("ce", "baseline", "synthetic")}
-            label = "mean"
-        else:
-            values, label = row, f"sub-{row['subject']}"
-        print(f"{label:<10}" + "".join(f"{values[k][m]:>16.4f}" for k in
-                                       ("ce", "baseline", "synthetic")
-                                       for m in ("MAE", "PSNR", "SSIM")))
+    import numpy as np
+    from gado_bids.metrics.evaluation import COMPARED
+    print(f"\nvalidation (best epoch {summary['best_epoch']}), 128^3 network grid (a secondary "
+          "view: the group level's native-grid tables are the primary ones); PSNR dB plain / "
+          "resolution-matched, sharpness synthetic/ce on the weakest axis:")
+    print(f"{'subject':<10}{'reference':<12}" + "".join(f"{image:>22}" for image in COMPARED) +
+          f"{'sharpness':>11}")
+
+    def line(label, reference_class, chosen):
+        cells = "".join(
+            f"{np.mean([r['evaluation']['plain'][i]['PSNR'] for r in chosen]):>13.2f} / "
+            f"{np.mean([r['evaluation']['matched'][i]['PSNR'] for r in chosen]):<6.2f}"
+            for i in COMPARED)
+        sharpness = np.mean([min(r["evaluation"]["sharpness_ratio"]["synthetic"])
+                             for r in chosen])
+        print(f"{label:<10}{reference_class:<12}{cells}{sharpness:>11.3f}")
+    for row in rows:
+        line(f"sub-{row['subject']}", row["evaluation"]["reference_class"], [row])
+    for reference_class in sorted({r["evaluation"]["reference_class"] for r in rows}):
+        chosen = [r for r in rows if r["evaluation"]["reference_class"] == reference_class]
+        line(f"mean n={len(chosen)}", reference_class, chosen)
+    line(f"mean n={len(rows)}", "all", rows)
 
 
 def _cache_dataset(args) -> list:

@@ -19,7 +19,8 @@ enhancement left in the image counts in full. Then, against the reference:
   the stronger baseline, on thick-slice ones clip-and-blur;
 - resolution-matched MAE / PSNR / SSIM: the reference's blur relative to the ce scan is estimated
   per axis (metrics.resolution, with the reference's acquisition voxels as a lower bound), every
-  compared image is blurred by it, then compared. An image cannot win these by being blurrier
+  compared image is blurred by it, then compared (the estimate is made on both images clipped at
+  their 97th brain percentile, so that enhancing vessels do not read as resolution). An image cannot win these by being blurrier
   than its reference;
 - sharpness per axis of every image and its ratio to the ce scan's (1.0 = as sharp as the input);
 - top end: (P99.5 / P95 - 1) in percent over the mask; a saturated white matter makes it small.
@@ -77,7 +78,11 @@ def compare(ce, synthetic, reference, mask, voxel_mm=(1.0, 1.0, 1.0),
     images = {"ce": ce, "clip": to_scale(clip_baseline(ce, mask), mask),
               "clip-and-blur": to_scale(clip_and_blur_baseline(ce, mask, voxel_mm), mask),
               "synthetic": to_scale(synthetic, mask)}
-    relative_blur = resolution.estimate_relative_blur(ce, reference, mask, blur_floor)
+    # Estimated between the two images clipped at their 97th percentiles: the edges of
+    # enhancing vessels are detail that only the ce scan has, and would read as the reference
+    # being blurrier than it is.
+    relative_blur = resolution.estimate_relative_blur(
+        images["clip"], clip_baseline(reference, mask), mask, blur_floor)
     sharpness = {name: resolution.sharpness(image, mask) for name, image in images.items()}
     sharpness["reference"] = resolution.sharpness(reference, mask)
     result = {

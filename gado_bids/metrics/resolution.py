@@ -156,15 +156,15 @@ def acquisition_blur(reference_affine, grid_affine, slice_thickness_mm=None) -> 
     projected on the target grid's axes; the part of the reference's FWHM beyond the target
     voxel's own is the extra blur the reference carries. slice_thickness_mm (BIDS sidecar
     SliceThickness) replaces the reference's largest voxel extent when it is larger (gaps or
-    overlapping slices). reference_affine: the raw reference's voxel-to-world, grid_affine: the
+    overlapping slices; with isotropic voxels, the last voxel axis, the usual slice axis). reference_affine: the raw reference's voxel-to-world, grid_affine: the
     target grid's, both in the same (co-registered) world.
     """
     reference_axes = np.asarray(reference_affine, np.float64)[:3, :3]
     extents = np.linalg.norm(reference_axes, axis=0)
-    if slice_thickness_mm:
-        thickest = int(np.argmax(extents))
-        extents[thickest] = max(extents[thickest], float(slice_thickness_mm))
     directions = reference_axes / extents
+    if slice_thickness_mm:
+        thickest = 2 - int(np.argmax(extents[::-1]))  # ties: the last axis, where slices go
+        extents[thickest] = max(extents[thickest], float(slice_thickness_mm))
     grid_axes = np.asarray(grid_affine, np.float64)[:3, :3]
     grid_extents = np.linalg.norm(grid_axes, axis=0)
     grid_directions = grid_axes / grid_extents

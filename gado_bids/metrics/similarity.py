@@ -62,10 +62,3 @@ def ssim(x, y, mask) -> float:
 
 def all_metrics(x, y, mask) -> dict:
     return {"MAE": mae_percent(x, y, mask), "PSNR": psnr(x, y, mask), "SSIM": ssim(x, y, mask)}
-
-
-def simple_baseline(ce, mask, voxel_mm=(1.0, 1.0, 1.0)) -> np.ndarray:
-    """Non-learned reference: clip the ce scan at its 97th brain percentile, 1 mm Gaussian."""
-    ce = np.asarray(ce, np.float32)
-    clipped = np.minimum(ce, np.percentile(ce[np.asarray(mask, bool)], 97))
-    return ndimage.gaussian_filter(clipped, [1.0 / v for v in voxel_mm]).astype(np.float32)

@@ -19,18 +19,26 @@ from gado_bids.outputs import atomic, derivatives
 
 
 def markdown_table(summary: dict) -> str:
+    """Per validation subject and per reference class: PSNR plain / matched of every image on
+    the 128^3 grid (metrics.evaluation; a secondary view of the native-grid numbers)."""
+    from gado_bids.metrics.evaluation import COMPARED
     rows = summary["validation"]
-    head = ("| subject | ce MAE % | ce PSNR | ce SSIM | baseline MAE % | baseline PSNR | "
-            "baseline SSIM | synthetic MAE % | synthetic PSNR | synthetic SSIM |\n"
-            "|---|" + "---:|" * 9 + "\n")
-    def line(label, values):
-        return f"| {label} | " + " | ".join(
-            f"{values[kind][metric]:.{2 if metric != 'SSIM' else 3}f}"
-            for kind in ("ce", "baseline", "synthetic") for metric in ("MAE", "PSNR", "SSIM")) + " |\n"
-    body = "".join(line(f"sub-{r['subject']}", r) for r in rows)
-    mean = {k: {m: float(np.mean([r[k][m] for r in rows])) for m in ("MAE", "PSNR", "SSIM")}
-            for k in ("ce", "baseline", "synthetic")}
-    return head + body + line("**mean**", mean)
+    head = ("| subject | reference | " + " | ".join(f"{i} PSNR plain / matched" for i in COMPARED)
+            + " | sharpness synthetic/ce (weakest axis) |\n|---|---|" + "---:|" * 5 + "\n")
+
+    def line(label, reference_class, chosen):
+        cells = " | ".join(
+            f"{np.mean([r['evaluation']['plain'][i]['PSNR'] for r in chosen]):.2f} / "
+            f"{np.mean([r['evaluation']['matched'][i]['PSNR'] for r in chosen]):.2f}"
+            for i in COMPARED)
+        sharp = np.mean([min(r["evaluation"]["sharpness_ratio"]["synthetic"]) for r in chosen])
+        return f"| {label} | {reference_class} | {cells} | {sharp:.3f} |\n"
+    body = "".join(line(f"sub-{r['subject']}", r["evaluation"]["reference_class"], [r])
+                   for r in rows)
+    for reference_class in sorted({r["evaluation"]["reference_class"] for r in rows}):
+        chosen = [r for r in rows if r["evaluation"]["reference_class"] == reference_class]
+        body += line(f"**mean** (n={len(chosen)})", reference_class, chosen)
+    return head + body + line(f"**mean** (n={len(rows)})", "all", rows)
 
 
 def training_dataset_name(command: str) -> str:

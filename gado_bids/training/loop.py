@@ -18,7 +18,9 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from gado_bids.metrics.similarity import all_metrics, simple_baseline
+from gado_bids.metrics import evaluation
+from gado_bids.metrics.evaluation import clip_and_blur_baseline
+from gado_bids.metrics.similarity import all_metrics
 from gado_bids.model.networks import build_model, count_parameters
 from gado_bids.model.weights import load_bundled, load_weights, save_weights
 from gado_bids.outputs import atomic
@@ -107,13 +109,17 @@ def predict_volume(model, volume: np.ndarray, device, mask=None) -> np.ndarray:
 def network_grid_baseline(ce: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The simple baseline of a 128^3 pair: its 1 mm Gaussian measured in the network grid's
     voxels (about 1.3 mm each), not in voxels."""
-    return simple_baseline(ce, mask, np.abs(np.diag(grids.network_affine())[:3]))
+    return clip_and_blur_baseline(ce, mask, np.abs(np.diag(grids.network_affine())[:3]))
 
 
 def evaluate(model, pairs, device, baselines: bool = True, loss: str = "l1") -> list:
-    """Per validation pair: L1 and the metrics of synthetic (and of ce and the simple baseline,
-    which do not change during training and are left out of the per-epoch checks)."""
+    """Per validation pair: the loss and the synthetic image's metrics on the network scale (the
+    per-epoch check that picks best.pt); with baselines, also the evaluation module's full
+    comparison (metrics.evaluation: ce, clip, clip-and-blur and synthetic, plain and
+    resolution-matched, sharpness, reference class) on this 128^3 grid, a secondary view of
+    the group level's native-grid one."""
     rows = []
+    voxel_mm = np.abs(np.diag(grids.network_affine())[:3])
     for pair in pairs:
         synthetic = predict_volume(model, pair.ce, device, pair.mask)
         error = (synthetic - pair.target)[pair.mask]
@@ -121,9 +127,8 @@ def evaluate(model, pairs, device, baselines: bool = True, loss: str = "l1") -> 
                "loss": float(np.mean(np.abs(error) if loss == "l1" else error ** 2)),
                "synthetic": all_metrics(synthetic, pair.target, pair.mask)}
         if baselines:
-            row["ce"] = all_metrics(pair.ce, pair.target, pair.mask)
-            row["baseline"] = all_metrics(network_grid_baseline(pair.ce, pair.mask),
-                                          pair.target, pair.mask)
+            row["evaluation"] = evaluation.compare(pair.ce, synthetic, pair.target, pair.mask,
+                                                   voxel_mm)
         rows.append(row)
     return rows
 

@@ -1,0 +1,36 @@
+"""The tissue instrument (gado_bids.metrics.tissues): its grid, and its repeatability copy."""
+import numpy as np
+import pytest
+
+from gado_bids.metrics import tissues
+from gado_bids.preprocessing import grids
+
+
+def test_segmentation_grid_is_the_1mm_cropped_template_grid():
+    assert tissues.VOXEL_VOLUME_MM3 == pytest.approx(1.0)
+    assert all(p.shape == grids.CROP_SHAPE for p in tissues.template_priors())
+    with pytest.raises(ValueError, match="cropped grid"):
+        tissues.segment(np.zeros(grids.NETWORK_SHAPE), np.ones(grids.NETWORK_SHAPE, bool))
+
+
+def test_repeatability_copy_is_a_half_voxel_shift_with_one_percent_noise():
+    """A linear ramp of slope 1 per voxel on every axis, shifted by +0.5 voxel on each axis, reads
+    1.5 lower inside; the residual is the noise, with SD 1% of the 90th brain percentile."""
+    shape = (40, 40, 40)
+    index = np.indices(shape).sum(axis=0).astype(np.float32) + 100.0
+    mask = np.zeros(shape, bool)
+    mask[8:32, 8:32, 8:32] = True
+    copy = tissues.repeatability_copy(index, mask, seed=3)
+    residual = (copy - (index - 3 * tissues.REPEAT_SHIFT_VOXELS))[mask]
+    assert abs(residual.mean()) < 0.05
+    expected_sd = tissues.REPEAT_NOISE_FRACTION * np.percentile(index[mask], 90)
+    assert residual.std() == pytest.approx(expected_sd, rel=0.05)
+    assert np.array_equal(copy, tissues.repeatability_copy(index, mask, seed=3))  # seeded
+
+
+def test_volumes_count_hard_labels():
+    labels = np.zeros((10, 10, 10), np.uint8)
+    labels[:2] = tissues.LABELS["CSF"]
+    labels[2:5] = tissues.LABELS["GM"]
+    labels[5:9] = tissues.LABELS["WM"]
+    assert tissues.volumes_cm3(labels) == {"CSF": 0.2, "GM": 0.3, "WM": 0.4}
