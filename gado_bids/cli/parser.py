@@ -17,8 +17,10 @@ that tools built for non-contrast scans (SPM, FSL, ANTs, FreeSurfer) can use the
 
   participant  preprocess every selected ce- scan and translate it into a synthetic
                non-contrast T1w (template and native grids), with a QC page per participant
-  group        inventory of the participant-level outputs
-               (version 0.1: the similarity / tissue-volume report is not implemented yet)
+  group        compare each synthetic image with the session's real non-contrast scan:
+               similarity (plain and resolution-matched, against two non-learned baselines),
+               sharpness, GM/WM/CSF volumes with paired tests, per reference class, in
+               group/*.tsv and group_report.html
 """
 
 EPILOG = """\

@@ -324,10 +324,10 @@ def _log_summary(sessions, statistics_rows, paths):
         if session["status"] not in ("measured",):
             LOG.warning("  %s %s: %s - %s", session["participant_id"], session["ce_scan"],
                         session["status"], session["reason"])
-    for row in statistics_rows:
-        if row["subset"] == "all":
-            LOG.info("  %-12s %-5s n=%s ce %s±%s synthetic %s±%s p(Bonferroni) %s %s",
-                     row["table"], row["measure"], row["n"], row["ce_mean"], row["ce_sd"],
-                     row["synthetic_mean"], row["synthetic_sd"], row["p_bonferroni"],
-                     row["note"])
+    for row in statistics_rows:  # overall, and per reference class beside it
+        if row["subset"] == "all" or row["subset"].startswith("reference:"):
+            LOG.info("  %-21s %-18s %-5s n=%s ce %s±%s synthetic %s±%s p(Bonferroni) %s %s",
+                     row["subset"], row["table"], row["measure"], row["n"], row["ce_mean"],
+                     row["ce_sd"], row["synthetic_mean"], row["synthetic_sd"],
+                     row["p_bonferroni"], row["note"])
     LOG.info("tables in %s; report: %s", paths["sessions"].parent, paths["report"])
