@@ -104,11 +104,12 @@ def _similarity_row(ids, role, measures) -> dict:
 
 
 def _evaluation_rows(ids, role, measures) -> list:
-    """One row per grid and image, unrounded (format_rows rounds them for the TSV)."""
+    """One row per grid and image, unrounded (_formatted rounds them for the TSV). The session's
+    reference class is the native grid's, on both grids: a session is in one class."""
     rows = []
     for grid, result in measures["evaluation"].items():
         for image in ("reference",) + COMPARED:
-            row = {**ids, "weights_role": role, "reference_class": result["reference_class"],
+            row = {**ids, "weights_role": role, "reference_class": measures["reference_class"],
                    "grid": grid, "image": image, "mask_voxels": result["mask_voxels"]}
             for metric in METRICS:
                 row[metric] = result["plain"].get(image, {}).get(metric)
