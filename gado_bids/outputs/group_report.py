@@ -4,7 +4,8 @@ Laid out like the paper: Table 1 (similarity to the real non-contrast scan, ce v
 plain and resolution-matched) and Table 2 (tissue volume errors with Bonferroni-corrected paired
 t-tests, beside the segmentation's repeatability), then every image against the two baselines
 with sharpness and top end, per subset of sessions (overall and per reference class);
-box plots; a Bland-Altman plot per tissue; then one row per session with a thumbnail linking to
+box plots; a Bland-Altman plot per tissue; then one row per session, and each session's images
+at full resolution (with a zoomed cortical patch) linking to
 its participant QC page. Table cells print the TSVs' own strings (tests compare them).
 """
 import base64
@@ -21,7 +22,8 @@ from gado_bids.outputs import atomic
 METRICS = (("MAE", "MAE (%)"), ("PSNR", "PSNR (dB)"), ("SSIM", "SSIM"))
 STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
          "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-         "th{background:#f3f3f3}td.l,th.l{text-align:left}img{max-width:100%}.warn{color:#a40}")
+         "th{background:#f3f3f3}td.l,th.l{text-align:left}img{max-width:100%}.warn{color:#a40}"
+         "img.thumb{max-width:none;image-rendering:pixelated}figure{margin:1em 0}")
 
 
 def _pyplot():
@@ -265,15 +267,22 @@ def write_group_report(path: Path, sessions, similarity_rows, volume_rows, stati
     similarity_by_scan = {r["ce_scan"]: r for r in similarity_rows}
     header = (["participant", "ce scan", "weights role", "reference", "status"] +
               [f"{m} {image}" for image in ("ce", "synthetic") for m, _ in METRICS] +
-              ["ce | synthetic | real (1 mm; below: cortical patch x3)"])
-    rows, row_ids = [], []
+              ["images"])
+    rows, row_ids, figures = [], [], []
     for session in sessions:
         metrics = similarity_by_scan.get(session["ce_scan"])
         subject = session["participant_id"]
         picture = thumbnails.get(session["ce_scan"])
-        link = (f'<a href="{html.escape(subject)}.html"><img alt="thumbnail" '
-                f'src="data:image/png;base64,{picture}"></a>') if picture else \
-            f'<a href="{html.escape(subject)}.html">QC page</a>'
+        anchor = "images-" + session["ce_scan"].split(".nii")[0]
+        link = (f'<a href="#{html.escape(anchor)}">images</a>' if picture else
+                f'<a href="{html.escape(subject)}.html">QC page</a>')
+        if picture:
+            figures.append(
+                f'<figure id="{html.escape(anchor)}"><figcaption>{html.escape(subject)} '
+                f'{html.escape(session["ce_scan"])}: ce | synthetic | real; below, the boxed '
+                f'cortical patch x{ZOOM}</figcaption><a href="{html.escape(subject)}.html">'
+                f'<img class="thumb" alt="session images" src="data:image/png;base64,{picture}">'
+                '</a></figure>')
         rows.append([html.escape(subject), html.escape(session["ce_scan"]),
                      html.escape(metrics["weights_role"] if metrics else "n/a"),
                      html.escape(metrics["reference_class"] if metrics else "n/a"),
@@ -282,6 +291,9 @@ def write_group_report(path: Path, sessions, similarity_rows, volume_rows, stati
                      for image in ("ce", "synthetic") for m, _ in METRICS] + [link])
         row_ids.append(session["ce_scan"])
     parts.append(_table(header, rows, left_columns=5, row_ids=row_ids))
+    if figures:
+        parts.append("<h2>Session images at full resolution (1 mm axial slice; each links to the "
+                     "participant's QC page)</h2>" + "".join(figures))
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>gadosynth group report"
             f"</title><style>{STYLE}</style></head><body>" + "".join(parts) + "</body></html>")
     return atomic.write_bytes(path, page.encode())

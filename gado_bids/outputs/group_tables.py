@@ -111,7 +111,7 @@ EVALUATION_SUMMARY_COLUMNS = {
     "better_than_ce": "sessions on which this image beats the ce scan on plain MAE, PSNR and "
                       "SSIM together",
     "better_than_baselines_matched": "sessions on which this image's matched PSNR is above "
-                                     "both baselines'",
+                                     "both baselines' (ce and synthetic only)",
 }
 
 STATISTICS_COLUMNS = {

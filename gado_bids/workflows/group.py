@@ -169,7 +169,8 @@ def _evaluation_summary(evaluation_rows) -> list:
                         [r[name] for r in rows if r[name] is not None])
                 entry["better_than_ce"] = None if image == "reference" else sum(
                     _beats(images[image], images["ce"]) for images in by_session.values())
-                entry["better_than_baselines_matched"] = None if image == "reference" else sum(
+                entry["better_than_baselines_matched"] = None if image not in (
+                    "ce", "synthetic") else sum(
                     images[image]["PSNR_matched"] > max(images["clip"]["PSNR_matched"],
                                                         images["clip-and-blur"]["PSNR_matched"])
                     for images in by_session.values())
