@@ -80,8 +80,16 @@ def test_group_level_writes_every_table_with_its_dictionary(demo_group_run):
             assert float(row[f"abs_diff_{image}_cm3"]) == pytest.approx(
                 abs(float(row["real_cm3"]) - float(row[f"{image}_cm3"])), abs=0.011)
     statistics = read_table(paths["statistics"])
-    volume_tests = [r for r in statistics if r["table"] == "volume_error"]
+    volume_tests = [r for r in statistics if r["table"] == "volume_error" and r["subset"] == "all"]
     assert [r["measure"] for r in volume_tests] == ["CSF", "GM", "WM"]
+    # beside the overall rows, the same tests per reference class (the demo's are all one class)
+    classes = {r["reference_class"] for r in similarity}
+    for reference_class in classes:
+        per_class = [r for r in statistics if r["table"] == "volume_error" and
+                     r["subset"] == f"reference:{reference_class}"]
+        assert [r["measure"] for r in per_class] == ["CSF", "GM", "WM"]
+        if classes == {reference_class}:  # one class: the same sessions, the same numbers
+            assert [r["p"] for r in per_class] == [r["p"] for r in volume_tests]
     for row in volume_tests:
         assert row["n"] == "3" and row["note"] == ""
         assert float(row["p_bonferroni"]) == pytest.approx(min(1.0, 3 * float(row["p"])),
