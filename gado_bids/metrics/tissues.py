@@ -29,6 +29,12 @@ from gado_bids.preprocessing.template import template_tissue_probabilities
 
 TISSUES = ("CSF", "GM", "WM")
 LABELS = {name: index for index, name in enumerate(TISSUES, start=1)}
+# Repeatability measured with repeatability_copy on the 7 gado-pairs validation sessions at 1 mm:
+# GM 0.3-21.1 cm3 (mean 8.6), WM 1.6-16.5 (7.5), CSF 1.6-13.5 (6.4); on the demo GM ~23 cm3. Not
+# the "few cm3" wanted. Tried and not adopted (sub-013, GM 20-21 cm3 with these settings): 10 EM
+# iterations, GM 17.6 cm3 at twice the time; a prior-weighted Gaussian mixture in numpy, GM 11-13
+# cm3 but its volumes moved by ~200 cm3 with the prior weight. The report prints the
+# repeatability beside every difference instead, so differences within the noise show as such.
 # MRF smoothing 0.2 with a 3D radius (Atropos' documented default radius is 2D: FIELD-NOTES);
 # 3 EM iterations (5 gave the same volumes within 0.1 % on the template itself); prior weight
 # 0.25: the data lead, the template keeps enhancing vessels and dura from becoming "tissue".
