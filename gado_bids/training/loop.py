@@ -19,7 +19,6 @@ import torch
 from torch.nn import functional
 
 from gado_bids.metrics import evaluation
-from gado_bids.metrics.evaluation import clip_and_blur_baseline
 from gado_bids.metrics.similarity import all_metrics
 from gado_bids.model.networks import build_model, count_parameters
 from gado_bids.model.weights import load_bundled, load_weights, save_weights
@@ -109,7 +108,7 @@ def predict_volume(model, volume: np.ndarray, device, mask=None) -> np.ndarray:
 def network_grid_baseline(ce: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The simple baseline of a 128^3 pair: its 1 mm Gaussian measured in the network grid's
     voxels (about 1.3 mm each), not in voxels."""
-    return clip_and_blur_baseline(ce, mask, np.abs(np.diag(grids.network_affine())[:3]))
+    return evaluation.clip_and_blur_baseline(ce, mask, np.abs(np.diag(grids.network_affine())[:3]))
 
 
 def evaluate(model, pairs, device, baselines: bool = True, loss: str = "l1") -> list:
