@@ -4,7 +4,8 @@
         [--validation_subjects 003 009 ...] [--nthreads N]
 
 CACHE_DIR is a gadosynth-train cache (`gadosynth-train BIDS WORK --cache_only` fills WORK/cache).
-Evaluated on the 128^3 network grid in the union brain mask, like the training validation. Per
+Evaluated on the weights' own grid (1 mm cropped template grid for the enhancement formulation,
+128^3 for the direct one) in the union brain mask, like the training validation. Per
 validation subject (default: those in the weights' manifest entry) it prints PSNR of the ce scan,
 the clip-and-blur baseline and the synthetic image, then:
 - interior: the synthetic PSNR without the 2-voxel band at the mask's edge, and edge %: the share
@@ -30,7 +31,8 @@ from scipy import ndimage
 from gado_bids.metrics.similarity import psnr
 from gado_bids.model.weights import bundled_manifest, load_bundled, load_weights
 from gado_bids.training.cache import cached_pairs, load_pair
-from gado_bids.training.loop import network_grid_baseline, predict_volume
+from gado_bids.metrics.evaluation import clip_and_blur_baseline
+from gado_bids.training.loop import network_grid_baseline, on_network_grid, predict_volume
 
 SIGMAS = (0.0, 0.7, 1.5, 2.5)
 COLUMNS = ("subject", "ce", "baseline", "synthetic", "interior", "edge %", "top 1 %",
@@ -51,7 +53,8 @@ def blur_oracle(synthetic, target, mask):
 def budget_row(model, pair) -> dict:
     mask, target = pair.mask, pair.target
     synthetic = predict_volume(model, pair.ce, "cpu", mask)
-    baseline = network_grid_baseline(pair.ce, mask)
+    baseline = network_grid_baseline(pair.ce, mask) if model.formulation == "direct" else \
+        clip_and_blur_baseline(pair.ce, mask)
     squared = (synthetic - target) ** 2
     edge = mask & ~ndimage.binary_erosion(mask, iterations=2)
     worst = np.sort(squared[mask])[-max(1, int(0.01 * mask.sum())):]
@@ -89,6 +92,8 @@ def main():
     validation = set(args.validation_subjects or
                      bundled_manifest()[args.model]["validation_subjects"])
     pairs = [load_pair(path) for path in cached_pairs(args.cache_dir)]
+    if model.formulation == "direct":
+        pairs = [on_network_grid(pair) for pair in pairs]
     if not any(pair.subject in validation for pair in pairs):
         parser.error(f"no validation subject {sorted(validation)} in {args.cache_dir}")
     rows = [budget_row(model, pair) for pair in pairs if pair.subject in validation]

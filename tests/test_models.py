@@ -44,10 +44,96 @@ def test_channel_norm_does_not_depend_on_crop_size_or_batch():
     assert not torch.allclose(instance(features)[crop], instance(features[crop]), atol=1e-3)
 
 
+def test_enhancement_formulation_starts_near_identity_and_only_removes():
+    """The default formulation: image = f(x) - E with f a monotone curve (f(0) = 0, started as
+    the identity) and E >= 0 whatever the weights, so the network can darken but not add."""
+    from gado_bids.model.networks import IntensityCurve, intensity_descriptor
+    torch.manual_seed(0)
+    model = build_model("attention-unet", 8, "enhancement").eval()
+    curve = 16 + (16 * 16 + 16) + (16 * 16 + 16)  # base slopes, quantiles -> 16 -> slopes
+    assert count_parameters(model) == count_parameters(build_model("attention-unet", 8)) - 28 + curve
+    x = torch.rand(1, 1, 32, 48, 32)
+    with torch.no_grad():
+        mapped, enhancement = model.decompose(x)
+        assert torch.allclose(mapped, x, atol=1e-6)  # the curve starts as the identity
+        assert 0 < enhancement.max() < 0.01  # near-identity image at the start
+        torch.nn.init.normal_(model.head.weight, std=1.0)  # any head: E stays >= 0
+        mapped, enhancement = model.decompose(x)
+        assert enhancement.min() >= 0 and enhancement.max() > 0.05
+        assert torch.allclose(model(x), mapped - enhancement)
+    curve = IntensityCurve(8)
+    values = torch.linspace(0, 1, 101)[None, None]
+    descriptor = intensity_descriptor(values)
+    assert torch.allclose(curve(values, descriptor), values, atol=1e-6)  # any scan: identity
+    with torch.no_grad():
+        curve.raw_slopes.copy_(torch.randn(8) * 3)
+        torch.nn.init.normal_(curve.adapt[2].weight)
+    mapped = curve(values, descriptor)[0, 0]
+    assert mapped[0] == 0 and torch.all(mapped[1:] >= mapped[:-1])  # monotone, zero stays zero
+    assert torch.allclose(curve(values.flip(-1), descriptor)[0, 0].flip(-1), mapped)  # voxelwise
+    darker = intensity_descriptor(values ** 2)  # another scan's quantiles: another curve
+    assert not torch.allclose(curve(values, darker), curve(values, descriptor))
+    crop = values[..., 20:60]
+    assert torch.allclose(curve(crop, descriptor), mapped[20:60][None, None])  # pointwise
+    with pytest.raises(ValueError, match="enhancement formulation"):
+        build_model("attention-unet", 4).decompose(x)
+
+
+def test_blur_matched_loss_does_not_reward_blur():
+    """A thick-slice target is the sharp image blurred: the blur-matched loss scores the sharp
+    output (the input's detail) as right and a blurred output as worse; the plain loss would
+    reward the blur."""
+    from gado_bids.training.loop import TrainConfig, gaussian_blur, training_loss
+    torch.manual_seed(0)
+    sharp = torch.rand(1, 1, 24, 24, 24)
+    sigma = (0.0, 0.0, 1.5)
+    target = gaussian_blur(sharp[0], sigma)[None]
+    blurred_output = gaussian_blur(sharp[0], (1.0, 1.0, 1.5))[None]
+    mask = torch.zeros_like(sharp)
+    mask[..., 5:19, 5:19, 5:19] = 1  # away from the zero padding
+    matched, plain = TrainConfig(), TrainConfig(blur_matched=False)
+    loss = lambda config, output: training_loss(config, output, target, mask, [sigma], [1.0])
+    assert loss(matched, sharp).item() < 1e-10
+    assert loss(matched, blurred_output) > 100 * loss(matched, sharp) + 1e-6
+    assert loss(plain, target * 0 + blurred_output) < loss(plain, sharp)  # what 0.1 learnt
+    # sample weights: a 3D sample weighs more
+    two = torch.cat([sharp, sharp * 0.5])
+    targets = torch.cat([sharp, sharp])
+    masks = torch.ones_like(two)
+    light = training_loss(plain, two, targets, masks, [sigma, sigma], [1.0, 1.0])
+    heavy = training_loss(plain, two, targets, masks, [sigma, sigma], [1.0, 3.0])
+    assert heavy > light
+
+
+def test_validation_split_holds_out_both_reference_classes():
+    from gado_bids.training.loop import split_subjects
+    subjects = [f"{n:03d}" for n in range(1, 21)]
+    classes = {s: "3D" if int(s) <= 6 else "thick-slice" for s in subjects}
+    train, validation = split_subjects(subjects, 8, 4, classes=classes, n_3d=4)
+    assert len(validation) == 8 and sum(classes[s] == "3D" for s in validation) == 4
+    assert sorted(train + validation) == subjects
+    assert split_subjects(subjects, 8, 4, classes=classes, n_3d=4)[1] == validation  # seeded
+    assert split_subjects(subjects, 8, 5, classes=classes, n_3d=4)[1] != validation
+    with pytest.raises(ValueError, match="3D reference"):
+        split_subjects(subjects, 8, 4, classes=classes, n_3d=6)  # would leave none to train
+
+
+def test_the_cropped_grid_pads_to_the_network_multiple_and_back():
+    import numpy as np
+    from gado_bids.preprocessing import grids
+    assert grids.PADDED_SHAPE == (176, 208, 192)
+    volume = np.random.default_rng(0).random(grids.CROP_SHAPE).astype(np.float32)
+    padded = grids.pad_crop(volume)
+    assert padded.shape == grids.PADDED_SHAPE and padded[169:].max() == 0
+    assert np.array_equal(grids.unpad_crop(padded), volume)
+    with pytest.raises(ValueError, match="cropped grid"):
+        grids.pad_crop(volume[:-1])
+
+
 def test_a_few_steps_lower_the_loss(demo_pairs):
     """On a demo crop (ventricles with choroid plexus, dura, sinus), 25 Adam steps learn."""
     torch.manual_seed(0)
-    model = build_model("attention-unet", 8)
+    model = build_model("attention-unet", 8, "enhancement")
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     pair = demo_pairs[0]
     box = (slice(32, 96), slice(32, 96), slice(48, 80))
@@ -55,7 +141,7 @@ def test_a_few_steps_lower_the_loss(demo_pairs):
     y = torch.from_numpy(pair.target[box].copy())[None, None]
     losses = []
     for _ in range(25):
-        loss = torch.nn.functional.l1_loss(model(x), y)
+        loss = torch.nn.functional.mse_loss(model(x), y)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -92,7 +178,8 @@ def test_bundled_weights_load_with_their_checksum():
 def _train(cache_root, work, epochs, wait_for_epoch=None):
     command = [sys.executable, "-m", "gado_bids.cli.train", str(cache_root["bids"]), str(work),
                "--epochs", str(epochs), "--crop_size", "32", "--width", "4", "--n_validation",
-               "1", "--nthreads", "1", "--seed", "3", "--participant_label", "01", "02"]
+               "1", "--nthreads", "1", "--seed", "3", "--participant_label", "01", "02",
+               "--validate_every", "2"]
     if wait_for_epoch is None:
         return subprocess.run(command, capture_output=True, text=True, timeout=600)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -142,18 +229,17 @@ def test_simulated_enhancement_maps_and_inputs(tmp_path):
     from gado_bids.preprocessing.template import template_brain_mask
     from gado_bids.training import simulated_enhancement as simulated
     maps = simulated.load_or_make_maps(tmp_path / "maps.npz", seed=5, n_maps=2)
-    assert maps.shape == (2, 128, 128, 128) and maps.dtype == np.uint8
+    assert maps.shape == (2, *grids.CROP_SHAPE) and maps.dtype == np.uint8
     assert np.array_equal(simulated.load_or_make_maps(tmp_path / "maps.npz", seed=5), maps)
     assert np.array_equal(simulated.make_maps(1, seed=5)[0], maps[0])  # the seed decides
     assert not np.array_equal(simulated.make_maps(1, seed=6)[0], maps[0])
-    brain = grids.crop_to_network(grids.crop_template_volume(
-        template_brain_mask().get_fdata().astype(np.float32)), order=0) > 0.5
+    brain = grids.crop_template_volume(template_brain_mask().get_fdata()) > 0
     for weights in maps:
         enhanced = weights > 0.3 * 255
         assert 5_000 < enhanced.sum() < 0.05 * brain.sum() * 3
         outside, inside = (enhanced & ~brain).sum(), (enhanced & brain).sum()
         assert outside > 0.5 * enhanced.sum()  # the dura, hugging the brain
-        assert inside > 3_000  # veins, choroid plexus, lesion rim: ~7,000 voxels
+        assert inside > 3_000  # veins, choroid plexus, lesion rim
     target = torch.full((1, 8, 8, 8), 0.5)
     weights = torch.zeros(1, 8, 8, 8)
     weights[0, 2:4, 2:4, 2:4] = 1.0
@@ -203,13 +289,14 @@ def test_simulated_inputs_are_built_on_the_chosen_scan(on_ce):
     rng = np.random.default_rng(0)
     ce = rng.uniform(0.2, 0.4, (32, 32, 32)).astype(np.float32)
     target = rng.uniform(0.2, 0.4, (32, 32, 32)).astype(np.float32)
-    pair = TrainingPair("x", "01", ce, target, np.ones((32, 32, 32), bool))
+    pair = TrainingPair("x", "01", ce, target, np.ones((32, 32, 32), bool), (0.5, 0.0, 1.2))
     maps = torch.zeros(1, 32, 32, 32, dtype=torch.uint8)
     maps[0, 10:14, 10:14, 10:14] = 255
     config = TrainConfig(crop_size=32, augmentation=0.0, simulated_fraction=1.0,
                          simulated_on_ce=on_ce)
-    inputs, targets, _ = _batch([pair], config, torch.Generator().manual_seed(0),
-                                torch.device("cpu"), maps)
+    inputs, targets, _, sigmas, _, _ = _batch([pair], config, torch.Generator().manual_seed(0),
+                                           torch.device("cpu"), maps)
+    assert sigmas == [pair.target_blur if on_ce else (0.0, 0.0, 0.0)]  # pure removal: sharp
     flipped = not torch.allclose(targets[0, 0], torch.from_numpy(target))  # the random flip
     base = torch.from_numpy(ce if on_ce else target)
     if flipped:

@@ -45,7 +45,8 @@ def test_every_planned_output_exists_with_a_valid_sidecar(demo_participant_run, 
     assert len(jobs) == 3
     for job in jobs:
         planned = planned_outputs(job, output)
-        assert len(planned) == 12  # ce: 6 files, 2 synthetic, QC figure; non-contrast: 3
+        assert len(planned) == 14  # ce: 6 files, 2 synthetic, 2 enhancement, QC figure;
+        # non-contrast: 3
         for path in planned.values():
             assert derivatives.output_is_complete(path), path
             sidecar = json.loads(derivatives.sidecar_path(path).read_text())
@@ -67,6 +68,7 @@ def test_every_planned_output_exists_with_a_valid_sidecar(demo_participant_run, 
         assert synthetic["Model"] == "attention-unet" and synthetic["Device"] == "cpu"  # the default
         assert synthetic["Precision"] == "fp32" and len(synthetic["WeightsSha256"]) == 64
         assert set(synthetic["SynthesisTimings_s"]) == {"inference", "resampling_to_native"}
+        assert synthetic["Formulation"] == "enhancement" and synthetic["NetworkGrid"] == "1mm"
         assert (output / f"sub-{job.subject}.html").stat().st_size > 100_000
 
 
@@ -84,6 +86,28 @@ def test_native_synthetic_overlays_the_native_ce_scan(demo_participant_run, demo
         crop = nib.load(str(planned["synthetic_crop"]))
         assert crop.shape == grids.CROP_SHAPE
         assert 0 <= crop.get_fdata().min() and crop.get_fdata().max() <= 1
+
+
+def test_native_synthetic_keeps_the_native_detail_and_the_enhancement_map_explains_it(
+        demo_participant_run, demo_bids):
+    """The native image is f(native ce) - E with only E interpolated: as sharp as the N4 ce scan
+    on every axis (>= 0.9), and where it is darker than f(ce) the removed-enhancement map says
+    by how much (the map is non-negative, on both grids)."""
+    from gado_bids.metrics.resolution import sharpness, sharpness_ratio
+    _, output = demo_participant_run
+    for job in _jobs(demo_bids):
+        planned = planned_outputs(job, output)
+        load = lambda key: nib.load(str(planned[key])).get_fdata(dtype=np.float32)
+        mask = load("ce_native_mask") > 0
+        ce, synthetic = load("ce_n4"), load("synthetic_native")
+        ratio = sharpness_ratio(sharpness(synthetic, mask), sharpness(ce, mask))
+        assert min(ratio) >= 0.9, ratio
+        native_map, crop_map = load("enhancement_native"), load("enhancement_crop")
+        assert native_map.shape == ce.shape and crop_map.shape == grids.CROP_SHAPE
+        assert native_map.min() >= 0 and crop_map.min() >= 0 and crop_map.max() > 0.05
+        assert not native_map[~mask].any()
+        sidecar = json.loads(derivatives.sidecar_path(planned["enhancement_native"]).read_text())
+        assert "enhancement the network removed" in sidecar["Description"]
 
 
 def test_no_partial_files_are_left_behind(demo_participant_run):
@@ -237,7 +261,8 @@ def test_cpu_inference_is_deterministic(demo_pairs):
     synthesiser = Synthesiser("attention-unet", torch.device("cpu"))
     first = synthesiser(demo_pairs[0].ce, demo_pairs[0].mask)
     second = synthesiser(demo_pairs[0].ce, demo_pairs[0].mask)
-    assert first.tobytes() == second.tobytes()
+    assert first.synthetic.tobytes() == second.synthetic.tobytes()
+    assert first.enhancement.tobytes() == second.enhancement.tobytes()
 
 
 def test_reduced_precision_path_is_checked_against_fp32(tmp_path):
@@ -246,16 +271,22 @@ def test_reduced_precision_path_is_checked_against_fp32(tmp_path):
     from gado_bids.model.networks import build_model
     from gado_bids.model.synthesis import REDUCED_PRECISION_TOLERANCE, Synthesiser
     from gado_bids.model.weights import save_weights
+    from gado_bids.preprocessing import grids
     torch.manual_seed(0)
-    model = build_model("attention-unet", 4)
+    model = build_model("attention-unet", 4, "enhancement")
     torch.nn.init.normal_(model.head.weight, std=0.05)
     weights = tmp_path / "w.pt"
-    save_weights(model, weights, {"model": "attention-unet", "width": 4})
+    save_weights(model, weights, {"model": "attention-unet", "width": 4,
+                                  "formulation": "enhancement", "grid": "1mm"})
     synthesiser = Synthesiser("attention-unet", torch.device("cpu"), weights)
     synthesiser.reduced_precision = True  # what a CUDA device turns on
     volume = np.random.default_rng(0).random((32, 32, 32)).astype(np.float32)
     difference = synthesiser.check_reduced_precision(volume)
     assert 0 < difference
     assert synthesiser.reduced_precision == (difference <= REDUCED_PRECISION_TOLERANCE)
-    output = synthesiser(volume)
-    assert output.shape == volume.shape and output.dtype == np.float32
+    crop = np.random.default_rng(1).random(grids.CROP_SHAPE).astype(np.float32)
+    mask = np.zeros(grids.CROP_SHAPE, bool)
+    mask[20:150, 20:190, 20:160] = True
+    output = synthesiser(crop, mask)
+    assert output.synthetic.shape == grids.CROP_SHAPE and output.synthetic.dtype == np.float32
+    assert output.enhancement.min() >= 0 and not output.synthetic[~mask].any()

@@ -25,6 +25,10 @@ def build_parser():
     parser.add_argument("--ce_label", default="gadolinium", type=_bids_label("ce-"))
     parser.add_argument("--model", choices=["attention-unet", "res-unet"],
                         default="attention-unet", help="default: %(default)s")
+    parser.add_argument("--formulation", choices=["enhancement", "direct"], default="enhancement",
+                        help="enhancement (default): 1 mm grid, image = intensity curve of the "
+                             "input minus a non-negative enhancement map; direct: gadosynth "
+                             "0.1's and the paper's 128^3 grid, image predicted directly")
     parser.add_argument("--width", type=_positive_int, default=16,
                         help="channels of the first level (doubles per level; default 16)")
     parser.add_argument("--epochs", type=_positive_int, default=100, help="default: %(default)s")
@@ -32,12 +36,25 @@ def build_parser():
     parser.add_argument("--crop_size", type=int, choices=[32, 48, 64, 80, 96, 112, 128],
                         default=64, help="training crop edge in voxels; 128 = whole volume "
                                          "(GPU). Default: %(default)s")
-    parser.add_argument("--loss", choices=["l1", "mse"], default="l1",
-                        help="l1 as in the paper (default), or mse (learns much faster on "
-                             "skull-stripped BraTS-style pairs; see the model card)")
+    parser.add_argument("--loss", choices=["mse", "l1"], default="mse",
+                        help="mse (default: learns much faster on skull-stripped BraTS-style "
+                             "pairs; see the model card) or l1 as in the paper")
+    parser.add_argument("--no_blur_matching", dest="blur_matched", action="store_false",
+                        help="compare the output with thick-slice targets as it is, instead of "
+                             "blurred by the target's measured blur (gadosynth 0.1's loss)")
+    parser.add_argument("--weight_3d", type=float, default=2.0,
+                        help="loss weight of pairs whose target is a sharp 3D scan "
+                             "(default: %(default)s)")
+    parser.add_argument("--enhancement_l1", type=float, default=0.0,
+                        help="weight of the enhancement map's mean in the loss (sparsity; "
+                             "enhancement formulation). Default: %(default)s")
     parser.add_argument("--learning_rate", type=float, default=5e-4, help="Adam; default 5e-4")
     parser.add_argument("--n_validation", type=_positive_int, default=7,
                         help="subjects held out for validation (default: %(default)s)")
+    parser.add_argument("--n_validation_3d", type=int, default=0,
+                        help="of the --n_validation subjects, how many have a sharp 3D reference "
+                             "(reference class measured when caching). Default: 0 (no split "
+                             "by class)")
     parser.add_argument("--validation_subjects", nargs="+", type=_bids_label("sub-"),
                         metavar="LABEL", help="hold out exactly these subjects instead")
     parser.add_argument("--validate_every", type=_positive_int, default=1,
@@ -62,6 +79,10 @@ def build_parser():
     parser.add_argument("--pairs_from_cache", action="store_true",
                         help="train on the pairs already cached in work_dir/cache without "
                              "reading bids_dir (e.g. on a GPU machine without ANTs)")
+    parser.add_argument("--derivatives", type=Path, metavar="OUTPUT_DIR",
+                        help="a gadosynth participant-level output folder: its preprocessing "
+                             "outputs are reused for the pairs where they are complete and were "
+                             "made from the same input bytes (the rest are preprocessed)")
     parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     parser.add_argument("--device", type=_device, default="auto")
     parser.add_argument("--nthreads", type=_positive_int, help="CPU threads")
@@ -78,8 +99,10 @@ def _print_validation(summary):
         return
     import numpy as np
     from gado_bids.metrics.evaluation import COMPARED
-    print(f"\nvalidation (best epoch {summary['best_epoch']}), 128^3 network grid (a secondary "
-          "view: the group level's native-grid tables are the primary ones); PSNR dB plain / "
+    grid = "1 mm cropped template grid" if summary["config"]["formulation"] == "enhancement" \
+        else "128^3 network grid"
+    print(f"\nvalidation (best epoch {summary['best_epoch']}), {grid} (a secondary view: the "
+          "group level's native-grid tables are the primary ones); PSNR dB plain / "
           "resolution-matched, sharpness synthetic/ce on the weakest axis:")
     print(f"{'subject':<10}{'reference':<12}" + "".join(f"{image:>22}" for image in COMPARED) +
           f"{'sharpness':>11}")
@@ -108,7 +131,7 @@ def _cache_dataset(args) -> list:
     selection = select_scans(open_layout(bids_dir), ce_label=args.ce_label,
                              participant_labels=args.participant_label)
     jobs = [j for s in sorted(selection.jobs_by_subject) for j in selection.jobs_by_subject[s]]
-    return build_cache(jobs, args.work_dir / "cache")
+    return build_cache(jobs, args.work_dir / "cache", derivatives_dir=args.derivatives)
 
 
 def main(argv=None) -> int:
@@ -138,7 +161,10 @@ def main(argv=None) -> int:
             return 0
         device = resolve_device(args.device)
         pairs = [load_pair(p) for p in paths]
-        config = TrainConfig(model=args.model, width=args.width, epochs=args.epochs,
+        config = TrainConfig(model=args.model, formulation=args.formulation, width=args.width,
+                             epochs=args.epochs, blur_matched=args.blur_matched,
+                             weight_3d=args.weight_3d, enhancement_l1=args.enhancement_l1,
+                             n_validation_3d=args.n_validation_3d,
                              batch_size=args.batch_size, crop_size=args.crop_size,
                              learning_rate=args.learning_rate, seed=args.seed,
                              n_validation=args.n_validation,

@@ -1,8 +1,9 @@
 """The per-participant QC page: one self-contained offline HTML file (images inlined as PNG).
 
 For each ce scan, three planes of: the preprocessed ce input, the synthetic non-contrast image,
-their difference (what the network removed or added), the real non-contrast scan when there is
-one, all with the brain-mask outline; then the registration figure.
+the enhancement the network removed (desc-enhancement: where contrast was, for QC and lesion
+review), the real non-contrast scan when there is one, all with the brain-mask outline; then the
+registration figure.
 """
 import base64
 import html
@@ -30,7 +31,7 @@ def _scan_figure(outputs):
     load = lambda key: nib.load(str(outputs[key])).get_fdata(dtype=np.float32)
     ce, synthetic, mask = load("ce_crop"), load("synthetic_crop"), load("ce_mask") > 0
     columns = [("ce input", ce, "gray", (0, 1)), ("synthetic", synthetic, "gray", (0, 1)),
-               ("synthetic - ce", synthetic - ce, "bwr", (-0.3, 0.3))]
+               ("removed enhancement", load("enhancement_crop"), "inferno", (0, 0.3))]
     if "ref_crop" in outputs and outputs["ref_crop"].exists():
         columns.append(("real non-contrast", load("ref_crop"), "gray", (0, 1)))
     centre = [int(c) for c in np.argwhere(mask).mean(axis=0)]
@@ -72,7 +73,8 @@ def write_participant_page(subject: str, jobs, output_dir: Path) -> Path:
             "</title><style>body{font-family:sans-serif;margin:2em}img{max-width:100%}"
             "th{text-align:left;padding-right:1em}</style></head><body>"
             f"<h1>gadosynth {__version__}: sub-{html.escape(subject)}</h1>"
-            "<p>Green: brain mask. Difference: blue where the network darkened the ce scan "
-            "(enhancement removed), red where it brightened it.</p>"
+            "<p>Green: brain mask. Removed enhancement: the contrast the network took out of "
+            "the ce scan (0 to 0.3 of the normalised scale, where white matter is 0.5; "
+            "desc-enhancement in the derivatives).</p>"
             + "".join(sections) + "</body></html>")
     return atomic.write_bytes(Path(output_dir) / f"sub-{subject}.html", page.encode())

@@ -5,7 +5,10 @@ template (nilearn's MNI152NLin2009aSym, 197x233x189) the box is voxels x 14:183,
 centred on the template brain's bounding box (x 26-170, y 27-207) and starting at the lowest
 brain slice (the template's brain touches z = 0), so the whole template brain lies inside it.
 
-Network grid: 128^3, each axis of the cropped grid resampled trilinearly with its end voxels
+Padded grid: the cropped grid zero-padded at the far end of each axis to 176x208x192, the
+nearest sizes a five-level U-Net accepts (multiples of 16); the 1 mm networks run on it.
+
+Network grid (the paper's, gadosynth 0.1's): 128^3, each axis of the cropped grid resampled trilinearly with its end voxels
 aligned ("align corners"), so that both directions are the same linear coordinate map.
 """
 import nibabel as nib
@@ -17,6 +20,20 @@ from gado_bids.preprocessing.template import template_t1
 CROP_START = (14, 14, 0)
 CROP_SHAPE = (169, 208, 179)
 NETWORK_SHAPE = (128, 128, 128)
+PADDING_MULTIPLE = 16
+PADDED_SHAPE = tuple(-(-n // PADDING_MULTIPLE) * PADDING_MULTIPLE for n in CROP_SHAPE)
+
+
+def pad_crop(volume: np.ndarray) -> np.ndarray:
+    """Cropped-grid volume zero-padded to PADDED_SHAPE (the voxels keep their indices)."""
+    volume = np.asarray(volume, np.float32)
+    if volume.shape != CROP_SHAPE:
+        raise ValueError(f"expected the cropped grid {CROP_SHAPE}, got {volume.shape}")
+    return np.pad(volume, [(0, p - n) for n, p in zip(CROP_SHAPE, PADDED_SHAPE)])
+
+
+def unpad_crop(volume: np.ndarray) -> np.ndarray:
+    return np.asarray(volume)[tuple(slice(0, n) for n in CROP_SHAPE)]
 
 
 def cropped_template_affine() -> np.ndarray:

@@ -31,6 +31,13 @@ def normalise(volume: np.ndarray, brain_mask: np.ndarray) -> tuple:
     return np.where(brain_mask > 0, scaled, 0.0).astype(np.float32), anchor
 
 
+def scale_with_anchor(volume: np.ndarray, anchor: float) -> np.ndarray:
+    """The normalised scale of a scan whose anchor is known (e.g. its native grid, with the
+    anchor measured in the cropped grid), without masking."""
+    return (np.clip(np.asarray(volume, np.float32) / anchor, 0.0, SATURATION) /
+            SATURATION).astype(np.float32)
+
+
 def denormalise(volume: np.ndarray, anchor: float) -> np.ndarray:
     """Back to the scanner scale of the scan whose anchor is given."""
     return np.asarray(volume, np.float32) * SATURATION * anchor

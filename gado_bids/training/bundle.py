@@ -20,7 +20,7 @@ from gado_bids.outputs import atomic, derivatives
 
 def markdown_table(summary: dict) -> str:
     """Per validation subject and per reference class: PSNR plain / matched of every image on
-    the 128^3 grid (metrics.evaluation; a secondary view of the native-grid numbers)."""
+    the network's grid (metrics.evaluation; a secondary view of the native-grid numbers)."""
     from gado_bids.metrics.evaluation import COMPARED
     rows = summary["validation"]
     head = ("| subject | reference | " + " | ".join(f"{i} PSNR plain / matched" for i in COMPARED)
@@ -68,8 +68,15 @@ def bundle(work_dir: Path) -> dict:
         "torch": summary["torch"], "steps": summary["steps"],
         "training_seconds": round(sum(float(l.split("\t")[-1]) for l in log_lines), 1),
         "training_dataset": training_dataset_name(summary["command"]),
+        "formulation": summary["config"].get("formulation", "direct"),
+        "grid": "1mm" if summary["config"].get("formulation") == "enhancement" else "128",
         "train_subjects": summary["train_subjects"],
         "validation_subjects": summary["validation_subjects"]}
+    split = work_dir / "split.json"
+    if split.exists():
+        classes = json.loads(split.read_text()).get("reference_class", {})
+        manifest[model]["validation_reference_class"] = {
+            s: classes.get(s) for s in summary["validation_subjects"]}
     atomic.write_json(MANIFEST, manifest)
     return manifest[model]
 

@@ -1,10 +1,18 @@
-"""The training loop: subject-wise split, L1 + Adam, checkpoints every epoch, exact resume.
+"""The training loop: subject-wise split by reference class, Adam, checkpoints every epoch, exact
+resume.
+
+The loss does not teach the targets' blur (gadosynth 0.1's network learnt it, and its images
+were a third less sharp than their input): with `blur_matched`, the output is blurred by the
+target's own relative blur (measured per pair in the cache) before it is compared with a
+thick-slice target, so keeping the input's detail costs nothing; sharp (3D) targets weigh
+`weight_3d` times more; simulated pairs (enhancement added to a sharp 3D target) teach pure
+removal; `enhancement_l1` keeps the removed-enhancement map sparse (enhancement formulation).
 
 An epoch is one random crop per training subject (batched). Everything random (split, crops,
 augmentation) flows from one seed through a torch.Generator whose state is checkpointed with the
 model and optimiser, so an interrupted run resumed from its last checkpoint continues exactly
-where it stopped. The best model by validation loss (the training loss on full 128^3 volumes, eval mode,
-inside the brain mask) is kept apart from the last one.
+where it stopped. The best model by validation loss (the blur-matched squared error on whole volumes of the
+network's grid, eval mode, inside the brain mask) is kept apart from the last one.
 """
 import logging
 import math
@@ -18,7 +26,7 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from gado_bids.metrics import evaluation
+from gado_bids.metrics import evaluation, resolution
 from gado_bids.metrics.similarity import all_metrics
 from gado_bids.model.networks import build_model, count_parameters
 from gado_bids.model.weights import load_bundled, load_weights, save_weights
@@ -30,14 +38,18 @@ from gado_bids.training.augment import augment, random_crop_origin
 LOG = logging.getLogger("gadosynth.train")
 # On our pairs plain L1 sat at the identity map for hundreds of steps (its gradient is a sign, and
 # the pre/post differences are mostly small); MSE moved a fixed batch +2.3 dB in 30 steps.
-LOSSES = {"l1": functional.l1_loss, "mse": functional.mse_loss}
+LOSSES = ("mse", "l1")
 LOG_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "val_mae", "val_psnr", "val_ssim",
                "lr", "seconds"]
+
+
+GRIDS = {"enhancement": "1mm", "direct": "128"}
 
 
 @dataclass
 class TrainConfig:
     model: str = "attention-unet"
+    formulation: str = "enhancement"  # networks.FORMULATIONS; the grid follows (GRIDS)
     width: int = 16
     epochs: int = 100
     batch_size: int = 2
@@ -48,14 +60,21 @@ class TrainConfig:
     validate_every: int = 1
     augmentation: float = 1.0
     init: str = "scratch"  # scratch | bundled | path to a weights file
-    loss: str = "l1"  # l1 (the paper's) | mse
+    loss: str = "mse"  # mse | l1 (the paper's)
+    blur_matched: bool = True  # compare thick-slice targets with the output blurred like them
+    weight_3d: float = 2.0  # weight of pairs whose target is a sharp 3D scan
+    enhancement_l1: float = 0.0  # sparsity of the enhancement map (enhancement formulation)
     simulated_fraction: float = 0.0  # share of training inputs with simulated enhancement
     simulated_on_ce: float = 0.0  # share of those built on the real ce scan, not the target
     max_minutes: float = 0.0  # > 0: fewer epochs so that training ends within this time
+    n_validation_3d: int = 0  # of the n_validation, how many with a sharp 3D reference
     validation_subjects: list = field(default_factory=list)  # fixed list overrides n_validation
 
 
-def split_subjects(subjects, n_validation, seed, fixed=None):
+def split_subjects(subjects, n_validation, seed, fixed=None, classes=None, n_3d=0):
+    """(training, validation) subject lists. classes: subject -> reference class; with n_3d,
+    n_3d of the validation subjects are drawn from the 3D ones and the rest from the others (a
+    validation set with one 3D reference cannot see whether the images keep their detail)."""
     subjects = sorted(set(subjects))
     if fixed:
         unknown = sorted(set(fixed) - set(subjects))
@@ -65,43 +84,132 @@ def split_subjects(subjects, n_validation, seed, fixed=None):
     else:
         if not 0 < n_validation < len(subjects):
             raise ValueError(f"cannot hold out {n_validation} of {len(subjects)} subjects")
-        validation = sorted(random.Random(seed).sample(subjects, n_validation))
+        rng = random.Random(seed)
+        if n_3d:
+            sharp = [s for s in subjects if (classes or {}).get(s) == "3D"]
+            other = [s for s in subjects if s not in sharp]
+            if not n_3d <= min(n_validation, len(sharp) - 1) or n_validation - n_3d > len(other):
+                raise ValueError(f"cannot hold out {n_3d} of {len(sharp)} subjects with a 3D "
+                                 f"reference among {n_validation}")
+            validation = sorted(rng.sample(sharp, n_3d) + rng.sample(other, n_validation - n_3d))
+        else:
+            validation = sorted(rng.sample(subjects, n_validation))
     return [s for s in subjects if s not in validation], validation
+
+
+def gaussian_blur(volumes: torch.Tensor, sigma_voxels) -> torch.Tensor:
+    """Separable Gaussian of one (C, D, H, W) tensor, sigma per axis (0 leaves the axis), zero
+    padding (outside the brain is zero); differentiable, for the blur-matched loss."""
+    for axis, sigma in enumerate(sigma_voxels):
+        if sigma <= 0.05:
+            continue
+        radius = max(1, int(math.ceil(3 * sigma)))
+        offsets = torch.arange(-radius, radius + 1, dtype=volumes.dtype, device=volumes.device)
+        kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+        shape = [1, 1, 1, 1, 1]
+        shape[axis + 2] = kernel.numel()
+        padding = [0, 0, 0]
+        padding[axis] = radius
+        volumes = functional.conv3d(volumes[:, None], (kernel / kernel.sum()).view(shape),
+                                    padding=padding)[:, 0]
+    return volumes
+
+
+def training_loss(config, outputs, targets, masks, sigmas, weights, enhancement=None):
+    """Weighted mean over samples of the masked error of each (blur-matched) output, plus the
+    enhancement map's mean inside the brain times enhancement_l1."""
+    per_sample = []
+    for output, target, mask, sigma in zip(outputs, targets, masks, sigmas):
+        if config.blur_matched:
+            output = gaussian_blur(output, sigma)
+        error = (output - target)[mask > 0]
+        if error.numel() == 0:
+            error = (output - target).flatten()
+        per_sample.append(error.abs().mean() if config.loss == "l1" else (error ** 2).mean())
+    weights = torch.as_tensor(weights, dtype=outputs.dtype, device=outputs.device)
+    loss = (torch.stack(per_sample) * weights).sum() / weights.sum()
+    if enhancement is not None and config.enhancement_l1 > 0:
+        loss = loss + config.enhancement_l1 * enhancement[masks > 0].mean()
+    return loss
 
 
 def _to_tensor(volume, device):
     return torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None].to(device)
 
 
-def _batch(pairs, config, generator, device, enhancement_maps=None):
+def _batch(pairs, config, generator, device, enhancement_maps=None, sharp_pairs=(),
+           descriptors=None):
+    """(inputs, targets, masks, per-sample target blur, per-sample weights, intensity
+    descriptors of the whole scans the inputs were cropped from, or None). A simulated sample
+    replaces its pair by a random sharp (3D) training pair and adds enhancement to that pair's
+    target (pure removal: the target is the untouched sharp scan, blur zero) or, with
+    simulated_on_ce, to its real ce scan (the target keeps its own blur)."""
     size = config.crop_size
-    inputs, targets, masks = [], [], []
+    inputs, targets, masks, sigmas, weights, described = [], [], [], [], [], []
     for pair in pairs:
+        simulated = config.simulated_fraction > 0 and (
+            torch.rand((), generator=generator) < config.simulated_fraction)
+        if simulated and sharp_pairs:
+            pair = sharp_pairs[torch.randint(len(sharp_pairs), (), generator=generator).item()]
         origin = random_crop_origin(torch.from_numpy(pair.mask), size, generator).tolist()
         box = tuple(slice(o, o + size) for o in origin)
         target = _to_tensor(pair.target[box], device)
         ce = _to_tensor(pair.ce[box], device)
-        if config.simulated_fraction > 0 and (
-                torch.rand((), generator=generator) < config.simulated_fraction):
+        on_ce = False
+        if simulated:
             index = torch.randint(len(enhancement_maps), (), generator=generator).item()
             low, high = simulated_enhancement.AMPLITUDE_RANGE
             amplitude = low + (high - low) * torch.rand((), generator=generator).item()
-            weights = simulated_enhancement.weights_on(enhancement_maps, index, box, device)
+            added = simulated_enhancement.weights_on(enhancement_maps, index, box, device)
             on_ce = config.simulated_on_ce > 0 and (
                 torch.rand((), generator=generator) < config.simulated_on_ce)
-            ce = simulated_enhancement.simulate_ce(ce if on_ce else target, weights, amplitude)
+            ce = simulated_enhancement.simulate_ce(ce if on_ce else target, added, amplitude)
+        pure_removal = simulated and not on_ce
+        sigmas.append((0.0, 0.0, 0.0) if pure_removal else tuple(pair.target_blur))
+        if descriptors is not None:
+            described.append(descriptors[pair.name][1 if pure_removal else 0])
+        weights.append(config.weight_3d if pair.reference_class == "3D" else 1.0)
         ce, target, mask = augment(ce, target,
                                    _to_tensor(pair.mask[box], device), generator,
                                    config.augmentation)
         inputs.append(ce), targets.append(target), masks.append(mask)
-    return torch.stack(inputs), torch.stack(targets), torch.stack(masks)
+    return (torch.stack(inputs), torch.stack(targets), torch.stack(masks), sigmas, weights,
+            torch.stack(described).to(device) if described else None)
+
+
+def whole_scan_descriptors(pairs) -> dict:
+    """name -> (descriptor of the ce scan, of the target): what a crop's intensity curve sees."""
+    from gado_bids.model.networks import intensity_descriptor
+    return {pair.name: tuple(intensity_descriptor(torch.from_numpy(volume)[None])[0]
+                             for volume in (pair.ce, pair.target)) for pair in pairs}
+
+
+def on_network_grid(pair):
+    """A cached 1 mm pair resampled to the paper's 128^3 grid (the direct formulation's)."""
+    from dataclasses import replace
+    voxel_mm = np.abs(np.diag(grids.network_affine())[:3])
+    return replace(pair, ce=grids.crop_to_network(pair.ce), target=grids.crop_to_network(
+        pair.target), mask=grids.crop_to_network(pair.mask.astype(np.float32), order=0) > 0.5,
+        target_blur=tuple(float(s) for s in np.asarray(pair.target_blur) / voxel_mm))
+
+
+def _model_output(model, inputs, descriptors=None):
+    """(image, enhancement map or None) of a batch."""
+    if getattr(model, "formulation", "direct") == "enhancement":
+        mapped, enhancement = model.decompose(inputs, descriptors)
+        return mapped - enhancement, enhancement
+    return model(inputs), None
 
 
 @torch.no_grad()
 def predict_volume(model, volume: np.ndarray, device, mask=None) -> np.ndarray:
-    """Full-volume inference on the 128^3 grid; output clipped to [0, 1], zero outside mask."""
+    """Whole-volume inference on the volume's own grid (the 1 mm cropped grid is padded to the
+    network's multiple and back); output clipped to [0, 1], zero outside mask."""
     model.eval()
-    output = model(_to_tensor(volume, device)[None]).float().clamp(0, 1)[0, 0].cpu().numpy()
+    padded = volume.shape == grids.CROP_SHAPE
+    tensor = _to_tensor(grids.pad_crop(volume) if padded else volume, device)[None]
+    output = model(tensor).float().clamp(0, 1)[0, 0].cpu().numpy()
+    output = grids.unpad_crop(output) if padded else output
     return np.where(mask, output, 0.0).astype(np.float32) if mask is not None else output
 
 
@@ -113,16 +221,18 @@ def network_grid_baseline(ce: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def evaluate(model, pairs, device, baselines: bool = True, loss: str = "l1") -> list:
     """Per validation pair: the loss and the synthetic image's metrics on the network scale (the
-    per-epoch check that picks best.pt); with baselines, also the evaluation module's full
+    per-epoch check that picks best.pt: blur-matched like the training loss); with baselines, also the evaluation module's full
     comparison (metrics.evaluation: ce, clip, clip-and-blur and synthetic, plain and
     resolution-matched, sharpness, reference class) on this 128^3 grid, a secondary view of
     the group level's native-grid one."""
     rows = []
-    voxel_mm = np.abs(np.diag(grids.network_affine())[:3])
     for pair in pairs:
+        voxel_mm = (1.0, 1.0, 1.0) if pair.ce.shape == grids.CROP_SHAPE else np.abs(
+            np.diag(grids.network_affine())[:3])
         synthetic = predict_volume(model, pair.ce, device, pair.mask)
-        error = (synthetic - pair.target)[pair.mask]
+        error = (resolution.blur(synthetic, pair.target_blur) - pair.target)[pair.mask]
         row = {"name": pair.name, "subject": pair.subject,
+               "reference_class": pair.reference_class,
                "loss": float(np.mean(np.abs(error) if loss == "l1" else error ** 2)),
                "synthetic": all_metrics(synthetic, pair.target, pair.mask)}
         if baselines:
@@ -134,13 +244,15 @@ def evaluate(model, pairs, device, baselines: bool = True, loss: str = "l1") -> 
 
 def _initial_model(config, device):
     if config.init == "scratch":
-        model = build_model(config.model, config.width)
+        model = build_model(config.model, config.width, config.formulation)
     elif config.init == "bundled":
         model, meta, _ = load_bundled(config.model)
         config.width = meta["width"]
+        config.formulation = meta.get("formulation", "direct")
     else:
         model, meta, _ = load_weights(Path(config.init))
         config.model, config.width = meta["model"], meta["width"]
+        config.formulation = meta.get("formulation", "direct")
     return model.to(device)
 
 
@@ -171,12 +283,21 @@ def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") 
     out_dir = Path(out_dir)
     (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
+    if GRIDS[config.formulation] == "128":
+        pairs = [on_network_grid(p) for p in pairs]
+    classes = {p.subject: p.reference_class for p in pairs}
     train_subjects, validation_subjects = split_subjects(
-        [p.subject for p in pairs], config.n_validation, config.seed, config.validation_subjects)
+        [p.subject for p in pairs], config.n_validation, config.seed, config.validation_subjects,
+        classes, config.n_validation_3d)
     train_pairs = [p for p in pairs if p.subject in train_subjects]
     validation_pairs = [p for p in pairs if p.subject in validation_subjects]
-    atomic.write_json(out_dir / "split.json", {"seed": config.seed, "train": train_subjects,
-                                               "validation": validation_subjects})
+    sharp_pairs = [p for p in train_pairs if p.reference_class == "3D"]
+    descriptors = whole_scan_descriptors(train_pairs) if config.formulation == "enhancement" \
+        else None
+    atomic.write_json(out_dir / "split.json", {
+        "seed": config.seed, "train": train_subjects, "validation": validation_subjects,
+        "reference_class": classes,
+        "target_blur_voxels": {p.subject: list(p.target_blur) for p in pairs}})
     LOG.info("%d training / %d validation subjects; validation: %s", len(train_subjects),
              len(validation_subjects), ", ".join(validation_subjects))
 
@@ -231,9 +352,12 @@ def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") 
         order = torch.randperm(len(train_pairs), generator=generator).tolist()
         for first in range(0, len(order), config.batch_size):
             batch = [train_pairs[i] for i in order[first:first + config.batch_size]]
-            inputs, targets, _ = _batch(batch, config, generator, device, enhancement_maps)
+            inputs, targets, masks, sigmas, weights, described = _batch(
+                batch, config, generator, device, enhancement_maps, sharp_pairs, descriptors)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                loss = LOSSES[config.loss](model(inputs).float(), targets)
+                outputs, enhancement = _model_output(model, inputs, described)
+            loss = training_loss(config, outputs.float(), targets, masks, sigmas, weights,
+                                 None if enhancement is None else enhancement.float())
             optimiser.zero_grad(set_to_none=True)
             if scaler:
                 scaler.scale(loss).backward()
@@ -259,10 +383,10 @@ def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") 
                 [r["synthetic"][k] for r in results]) for k in ("MAE", "PSNR", "SSIM")})
             if val_loss < best:
                 best = val_loss
-                save_weights(model, out_dir / "best.pt", {"model": config.model,
-                                                          "width": config.width,
-                                                          "epoch": epoch, "val_loss": val_loss,
-                                                          "loss": config.loss})
+                save_weights(model, out_dir / "best.pt", {
+                    "model": config.model, "width": config.width,
+                    "formulation": config.formulation, "grid": GRIDS[config.formulation],
+                    "epoch": epoch, "val_loss": val_loss, "loss": config.loss})
         if config.max_minutes > 0 and not time_fitted and (validated or not validation_pairs) \
                 and epoch > start_epoch:
             _fit_epochs_to_time_limit(config, epoch, started, row["seconds"],

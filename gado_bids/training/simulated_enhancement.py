@@ -5,7 +5,7 @@
 with the blur of its thick-slice pre-contrast scan. A simulated pair isolates the job: its input is
 the real non-contrast scan plus enhancement drawn like the demo generator draws it
 (demo.simulate.enhancement_map on the template's anatomy, which every scan is affinely registered
-to), its target is the untouched scan. The maps are made once per seed on the 128^3 network grid
+to), its target is the untouched scan. The maps are made once per seed on the 1 mm cropped template grid
 and saved beside the checkpoints, so a GPU machine without the template stack can train from them.
 Validation stays on real pairs only.
 """
@@ -24,7 +24,8 @@ AMPLITUDE_RANGE = (0.25, 0.7)
 
 
 def make_maps(n_maps: int = N_MAPS, seed: int = 0) -> np.ndarray:
-    """(n, 128, 128, 128) uint8 enhancement weights, quantised like the cached pairs."""
+    """(n, 169, 208, 179) uint8 enhancement weights (cropped grid), quantised like the cached
+    pairs."""
     from gado_bids.demo.simulate import enhancement_map
     from gado_bids.preprocessing import grids
     from gado_bids.preprocessing.template import template_t1, template_tissue_probabilities
@@ -35,17 +36,18 @@ def make_maps(n_maps: int = N_MAPS, seed: int = 0) -> np.ndarray:
     maps = []
     for _ in range(n_maps):
         enhancement, _ = enhancement_map(brain, wm, csf, rng)
-        network = grids.crop_to_network(grids.crop_template_volume(enhancement))
-        maps.append(quantise(network))
+        maps.append(quantise(grids.crop_template_volume(enhancement)))
     return np.stack(maps)
 
 
 def load_or_make_maps(path: Path, seed: int = 0, n_maps: int = N_MAPS) -> np.ndarray:
-    """The maps saved at path for this seed (however many it holds), else N_MAPS new ones."""
+    """The maps saved at path for this seed and grid (however many it holds), else N_MAPS new
+    ones."""
+    from gado_bids.preprocessing import grids
     path = Path(path)
     if path.exists():
         with np.load(path) as saved:
-            if int(saved["seed"]) == seed:
+            if int(saved["seed"]) == seed and saved["maps"].shape[1:] == grids.CROP_SHAPE:
                 return saved["maps"]
     maps = make_maps(n_maps, seed)
     with atomic.atomic_path(path) as temporary:

@@ -48,6 +48,10 @@ def planned_outputs(job, output_dir: Path) -> dict:
                                                  desc="synthetic"),
         "synthetic_native": naming.derivative_path(output_dir, ce, "T1w", NIFTI,
                                                    desc="synthetic"),
+        "enhancement_crop": naming.derivative_path(output_dir, ce, "T1w", NIFTI, space=SPACE,
+                                                   desc="enhancement"),
+        "enhancement_native": naming.derivative_path(output_dir, ce, "T1w", NIFTI,
+                                                     desc="enhancement"),
         "qc_registration": (Path(output_dir) / f"sub-{job.subject}" / "figures" /
                             naming.derivative_name(ce, "T1w", ".png", desc="registration")),
     }
@@ -64,7 +68,7 @@ def planned_outputs(job, output_dir: Path) -> dict:
     return out
 
 
-SYNTHETIC_KEYS = ("synthetic_crop", "synthetic_native")
+SYNTHETIC_KEYS = ("synthetic_crop", "synthetic_native", "enhancement_crop", "enhancement_native")
 
 
 def _made_by(outputs: dict, weights_sha256: str = None) -> bool:
@@ -141,9 +145,9 @@ def reusable_preprocessing(job, output_dir: Path, seed: int, inputs_sha256: dict
     from these input bytes, with this seed, by these software versions: then the images are the
     ones this run would compute (byte for byte with one thread; registration with more threads
     is not bit-stable).
-    The fields only needed to write preprocessing outputs (n4_native, native_mask, crop) are
-    None: those files are already there. complete: the keys already found complete
-    (_complete_keys), when the caller has checked them.
+    The images synthesis needs (the crop, the N4-corrected native scan and its mask) are read
+    back; the reference is not (its outputs are already there). complete: the keys already
+    found complete (_complete_keys), when the caller has checked them.
     """
     outputs = planned_outputs(job, output_dir)
     keys = [key for key in outputs if key not in SYNTHETIC_KEYS]
@@ -158,10 +162,13 @@ def reusable_preprocessing(job, output_dir: Path, seed: int, inputs_sha256: dict
     recorded = sidecars["ce_crop"]
     if any(name not in recorded for name in PREPROCESSING_FIELDS):
         return None
-    network_input = nib.load(str(outputs["ce_network"])).get_fdata(dtype=np.float32)
-    crop_mask = np.asarray(nib.load(str(outputs["ce_mask"])).dataobj) > 0
+    load = lambda key: nib.load(str(outputs[key]))  # noqa: E731
+    network_input = load("ce_network").get_fdata(dtype=np.float32)
+    crop = load("ce_crop").get_fdata(dtype=np.float32)
+    crop_mask = np.asarray(load("ce_mask").dataobj) > 0
     ce = PreprocessedScan(
-        n4_native=None, native_mask=None, mask_method=recorded["BrainMaskMethod"], crop=None,
+        n4_native=load("ce_n4"), native_mask=np.asarray(load("ce_native_mask").dataobj) > 0,
+        mask_method=recorded["BrainMaskMethod"], crop=crop,
         crop_mask=crop_mask, network_input=network_input, anchor=recorded["IntensityAnchor"],
         transforms=[str(outputs["ce_xfm"])], template_mask_dice=recorded["TemplateMaskDice"],
         timings=recorded["PreprocessingTimings_s"],
@@ -201,6 +208,29 @@ def prepare_scan(job, output_dir: Path, work_dir: Path, seed: int, overwrite: bo
 
 
 SCALE = "x / P90(brain) / 2, clipped to [0, 1]; white matter ~0.5"
+NATIVE_SCALE = ("normalised value x 2 x IntensityAnchor: the ce scan's scanner scale, white "
+                "matter near its 90th brain percentile")
+
+
+def native_images(synthesis, ce, ce_image, synthesiser) -> tuple:
+    """(synthetic, removed enhancement) on the ce scan's native grid, scanner scale.
+
+    With an intensity curve (enhancement formulation) the synthetic image is composed on the
+    native grid: f(native ce) - E, where only the enhancement map E is interpolated, so the
+    native image keeps the native scan's own sharpness. Otherwise the cropped-grid image is
+    interpolated back (one interpolation; it carries the crop grid's resampling blur)."""
+    enhancement = np.clip(crop_to_native(intensity.denormalise(synthesis.enhancement, ce.anchor),
+                                         ce_image, ce.transforms), 0, None)
+    mask = np.asarray(ce.native_mask, bool)
+    if synthesiser.maps_intensities:
+        native = ce.n4_native.get_fdata(dtype=np.float32)
+        mapped = intensity.denormalise(synthesiser.map_intensities(
+            intensity.scale_with_anchor(native, ce.anchor), synthesis.descriptor), ce.anchor)
+        synthetic = np.where(mask, np.clip(mapped - enhancement, 0, None), 0.0)
+    else:
+        synthetic = np.clip(crop_to_native(intensity.denormalise(synthesis.synthetic, ce.anchor),
+                                           ce_image, ce.transforms), 0, None)
+    return synthetic.astype(np.float32), np.where(mask, enhancement, 0.0).astype(np.float32)
 
 
 def _write_preprocessing(prepared: PreparedScan, context, outputs, record):
@@ -267,28 +297,40 @@ def finish_scan(prepared: PreparedScan, context) -> str:
         _write_preprocessing(prepared, context, outputs, record)
     writing_seconds = time.perf_counter() - started
 
-    LOG.info("  %s: synthesis (%s, %s)", job.key, context.synthesiser.provenance["Model"],
-             context.synthesiser.precision)
+    synthesiser = context.synthesiser
+    LOG.info("  %s: synthesis (%s, %s grid, %s)", job.key, synthesiser.provenance["Model"],
+             synthesiser.grid, synthesiser.precision)
     started = time.perf_counter()
-    network_mask = grids.crop_to_network(ce.crop_mask.astype(np.float32), order=0) > 0.5
-    synthetic_network = context.synthesiser(ce.network_input, network_mask)
+    synthesis = synthesiser(ce.crop, ce.crop_mask)
     stage_seconds["inference"] = round(time.perf_counter() - started, 2)
     started = time.perf_counter()
-    synthetic_crop = np.where(ce.crop_mask, grids.network_to_crop(synthetic_network), 0.0)
-    synthetic_native = np.clip(crop_to_native(intensity.denormalise(synthetic_crop, ce.anchor),
-                                              ce_image, ce.transforms), 0, None)
+    synthetic_native, enhancement_native = native_images(synthesis, ce, ce_image, synthesiser)
     stage_seconds["resampling_to_native"] = round(time.perf_counter() - started, 2)
     started = time.perf_counter()
-    reuse = {"PreprocessingReused": prepared.reused}
-    record("synthetic_crop", lambda p: _save(p, synthetic_crop, grids.cropped_template_affine()),
-           [raw], Description="synthetic non-contrast T1w in the cropped template grid (the grid "
-                              "the paper evaluated in)", IntensityScale=SCALE,
-           IntensityAnchor=ce.anchor, SynthesisTimings_s=stage_seconds, **reuse)
+    extra = {"PreprocessingReused": prepared.reused, "IntensityAnchor": ce.anchor,
+             "SynthesisTimings_s": stage_seconds}
+    crop_affine = grids.cropped_template_affine()
+    record("synthetic_crop", lambda p: _save(p, synthesis.synthetic, crop_affine), [raw],
+           Description="synthetic non-contrast T1w in the cropped template grid (the grid "
+                       "the paper evaluated in)", IntensityScale=SCALE, **extra)
     record("synthetic_native", lambda p: _save(p, synthetic_native, ce_image.affine), [raw],
-           Description="synthetic non-contrast T1w on the ce scan's native grid",
-           IntensityScale="normalised value x 2 x IntensityAnchor: white matter near the ce "
-                          "scan's 90th brain percentile", IntensityAnchor=ce.anchor,
-           SynthesisTimings_s=stage_seconds, **reuse)
+           Description="synthetic non-contrast T1w on the ce scan's native grid" + (
+               ": the network's intensity curve applied to the N4-corrected ce scan voxel by "
+               "voxel, minus the removed enhancement brought to this grid (the only "
+               "interpolated part)" if synthesiser.maps_intensities else
+               ": the cropped-grid image interpolated back"),
+           IntensityScale=NATIVE_SCALE, **extra)
+    enhancement_description = (
+        "enhancement the network removed (its non-negative enhancement map)"
+        if synthesiser.formulation == "enhancement" else
+        "where the network darkened the ce scan: max(ce - synthetic, 0) (a direct-formulation "
+        "network predicts no enhancement map of its own)")
+    record("enhancement_crop", lambda p: _save(p, synthesis.enhancement, crop_affine), [raw],
+           Description=enhancement_description + ", cropped template grid",
+           IntensityScale=SCALE, **extra)
+    record("enhancement_native", lambda p: _save(p, enhancement_native, ce_image.affine), [raw],
+           Description=enhancement_description + ", ce scan's native grid",
+           IntensityScale=NATIVE_SCALE, **extra)
     stage_seconds["writing"] = round(writing_seconds + time.perf_counter() - started, 2)
     if prepared.scan_work is not None:
         shutil.rmtree(prepared.scan_work, ignore_errors=True)
