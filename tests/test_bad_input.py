@@ -43,11 +43,48 @@ def test_invalid_file_names_fail_validation_unless_skipped(copy_of_demo, tmp_pat
     assert result.returncode == ExitCode.VALIDATION_FAILED
     assert "sub-01/ses-01/anat/sub-01_ses-01_T1w_copy.nii.gz" in result.stderr
     assert "--skip_bids_validator" in result.stderr
+    assert not (tmp_path / "out").exists()  # nothing written for an invalid dataset
     # With the validator skipped the run gets past validation (stopped here by a bad label).
     result = run_cli(copy_of_demo, tmp_path / "out", "participant", "--skip_bids_validator",
                      "--participant_label", "99")
     assert result.returncode == ExitCode.NOTHING_SELECTED
     assert "BIDS validation skipped" in result.stderr
+
+
+def test_the_current_validator_names_its_issue_codes(copy_of_demo, tmp_path):
+    """bids-validator-deno runs (not the file-name check): a bad entity and a missing
+    dataset_description.json each give exit 16 with the validator's code; a valid dataset
+    passes, its warnings summarised in the log."""
+    result = run_cli(copy_of_demo, tmp_path / "out", "participant", "--participant_label", "99")
+    assert result.returncode == ExitCode.NOTHING_SELECTED  # valid: got past validation
+    assert "BIDS validator warnings (not fatal)" in result.stderr
+    anat = copy_of_demo / "sub-01" / "ses-01" / "anat"
+    bad = anat / "sub-01_ses-01_foo-bar_T1w.nii.gz"
+    shutil.copyfile(anat / "sub-01_ses-01_T1w.nii.gz", bad)
+    result = run_cli(copy_of_demo, tmp_path / "out", "participant")
+    assert result.returncode == ExitCode.VALIDATION_FAILED
+    assert "ENTITY_NOT_IN_RULE: sub-01/ses-01/anat/sub-01_ses-01_foo-bar_T1w.nii.gz" in \
+        result.stderr
+    bad.unlink()
+    from gado_bids.discovery.validation import run_validator, sort_issues, _validator_executable
+    (copy_of_demo / "dataset_description.json").unlink()
+    dataset, _, _ = sort_issues(run_validator(copy_of_demo, _validator_executable()))
+    assert "MISSING_DATASET_DESCRIPTION" in {issue["code"] for issue in dataset}
+    result = run_cli(copy_of_demo, tmp_path / "out", "participant")
+    assert result.returncode == ExitCode.VALIDATION_FAILED  # our own message comes first
+    assert "no dataset_description.json" in result.stderr
+
+
+def test_an_unreadable_header_fails_its_participant_only(copy_of_demo, tmp_path):
+    """The validator reads NIfTI headers: a scan whose header is garbage fails its participant
+    with the validator's code; the other participants are processed (exit 1)."""
+    ce = copy_of_demo / "sub-02" / "ses-01" / "anat" / "sub-02_ses-01_ce-gadolinium_T1w.nii.gz"
+    ce.write_bytes(b"\x1f\x8b garbage")
+    result = run_cli(copy_of_demo, tmp_path / "out", "participant", "--participant_label",
+                     "01", "02")
+    assert result.returncode == ExitCode.FAILURE, result.stderr
+    assert "sub-02: failed" in result.stderr and "NIFTI_HEADER_UNREADABLE" in result.stderr
+    assert "sub-01: succeeded" in result.stderr
 
 
 def test_bidsignore_is_honoured(copy_of_demo, tmp_path):

@@ -39,6 +39,8 @@ class ScanJob:
 class Selection:
     jobs_by_subject: dict  # subject label -> [ScanJob]
     subjects_without_ce: list  # requested or existing subjects with no ce- scan: reported, skipped
+    # selected subjects whose files the BIDS validator found broken: label -> its message
+    invalid_participants: dict = field(default_factory=dict)
 
 
 def load_filter_file(path: Optional[Path]) -> dict:

@@ -1,22 +1,41 @@
-"""Validate the input dataset with the BIDS Standard's own validator before trusting its names.
+"""Validate the input dataset with the BIDS community's current validator before trusting it.
 
-We use `bids_validator.BIDSValidator` (the bids-standard Python package that pybids depends on): it
-checks every file name against the BIDS schema's rules. It does not read file contents (the
-deno/JS validator does that and would need a JavaScript runtime in the image); the contents of the
-images we use are checked separately, per participant, by `discovery.nifti_checks`.
+The validator is `bids-validator-deno` (PyPI: the 2.x/3.x schema validator with its own deno
+runtime; no Node, no network). It checks names against the schema, reads JSON sidecars and NIfTI
+headers, and honours .bidsignore. Its errors are sorted in two kinds:
+- dataset-level (no or broken dataset_description.json, files outside the layout): exit 16, with
+  the first issues, their files and the validator's codes;
+- errors about one participant's file contents (PARTICIPANT_FILE_CODES, e.g. an unreadable NIfTI
+  header): that participant fails with the validator's message and the others go on, as a
+  warehouse run needs.
+Warnings are summarised in the log, per code. Our own check of dataset_description.json's required
+fields runs first (clearer messages). Should the validator be missing from the installation, the
+file-name check of the `bids_validator` Python package (what gadosynth 0.1 used) runs instead,
+with a warning; the contents of the images we use are checked per participant by
+`discovery.nifti_checks` either way.
 """
 import fnmatch
 import json
+import logging
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
 from pathlib import Path
-
-from bids_validator import BIDSValidator
 
 from gado_bids.errors import ExitCode, GadoError
 
+LOG = logging.getLogger("gadosynth")
 # Top-level folders that the BIDS specification leaves free-form.
 UNCHECKED_TOP_LEVEL = {"derivatives", "sourcedata", "code", "stimuli"}
 MAX_LISTED = 10
+VALIDATOR = "bids-validator-deno"
+VALIDATOR_TIMEOUT_S = 600
+# Errors about what is inside one file: they fail the participant the file belongs to.
+PARTICIPANT_FILE_CODES = {"NIFTI_HEADER_UNREADABLE", "EMPTY_FILE", "JSON_INVALID",
+                          "NIFTI_DIMENSION", "NIFTI_UNIT", "NIFTI_PIXDIM", "INVALID_GZIP"}
 
 
 def check_bids_dir_readable(bids_dir: Path) -> Path:
@@ -65,7 +84,8 @@ def _ignored(relative: str, patterns) -> bool:
 
 
 def find_invalid_files(bids_dir: Path) -> list:
-    """Relative paths of the files whose names break the BIDS rules."""
+    """Relative paths of the files whose names break the BIDS rules (the fallback check)."""
+    from bids_validator import BIDSValidator
     validator = BIDSValidator()
     patterns = _bidsignore_patterns(bids_dir)
     invalid = []
@@ -85,18 +105,100 @@ def find_invalid_files(bids_dir: Path) -> list:
     return invalid
 
 
-def validate_bids_dataset(bids_dir: Path) -> None:
-    """Raise a GadoError (exit 16) that lists what is wrong; return quietly on a valid dataset."""
+def _validator_executable():
+    beside = Path(sys.executable).with_name(VALIDATOR)  # the venv's or image's own
+    return str(beside) if beside.is_file() else shutil.which(VALIDATOR)
+
+
+def run_validator(bids_dir: Path, executable: str) -> list:
+    """The validator's issues: dicts with code, severity, location (dataset-relative, '/...'),
+    message. deno's cache and HOME point into a private temporary folder, so a read-only
+    container without a writable HOME works."""
+    with tempfile.TemporaryDirectory(prefix="gadosynth-validator-") as scratch:
+        environment = {**os.environ, "NO_COLOR": "1", "DENO_DIR": str(Path(scratch) / "deno"),
+                       "HOME": scratch, "XDG_CACHE_HOME": scratch}
+        try:
+            result = subprocess.run([executable, "--format", "json", str(bids_dir)],
+                                    capture_output=True, text=True, cwd=scratch,
+                                    env=environment, timeout=VALIDATOR_TIMEOUT_S)
+        except subprocess.TimeoutExpired as error:
+            raise GadoError(f"the BIDS validator did not finish within {VALIDATOR_TIMEOUT_S} s "
+                            "on this dataset: pass --skip_bids_validator to go on without it",
+                            ExitCode.VALIDATION_FAILED) from error
+    try:
+        report = json.loads(result.stdout)
+    except json.JSONDecodeError as error:
+        raise GadoError(f"the BIDS validator ({executable}) failed (exit {result.returncode}): "
+                        f"{(result.stderr or result.stdout).strip()[-500:]}\nPass "
+                        "--skip_bids_validator to go on without it",
+                        ExitCode.VALIDATION_FAILED) from error
+    messages = report.get("issues", {}).get("codeMessages", {})
+    return [{"code": issue.get("code", "?"), "severity": issue.get("severity", "error"),
+             "location": issue.get("location") or "",
+             "message": issue.get("issueMessage") or messages.get(issue.get("code"), "")}
+            for issue in report.get("issues", {}).get("issues", [])]
+
+
+def _participant_of(location: str):
+    first = location.lstrip("/").split("/", 1)[0]
+    return first[len("sub-"):] if first.startswith("sub-") and "/" in location.lstrip("/") \
+        else None
+
+
+def sort_issues(issues) -> tuple:
+    """(dataset-level errors, {participant label: [errors]}, Counter of warning codes). A file
+    with any dataset-level error (a wrong name) counts wholly as dataset-level."""
+    errors = [i for i in issues if i["severity"] == "error"]
+    warnings = Counter(i["code"] for i in issues if i["severity"] == "warning")
+    misplaced = {i["location"] for i in errors if i["code"] not in PARTICIPANT_FILE_CODES}
+    dataset, participants = [], {}
+    for issue in errors:
+        subject = _participant_of(issue["location"])
+        if issue["code"] in PARTICIPANT_FILE_CODES and subject and \
+                issue["location"] not in misplaced:
+            participants.setdefault(subject, []).append(issue)
+        else:
+            dataset.append(issue)
+    return dataset, participants, warnings
+
+
+def _describe(issue) -> str:
+    where = issue["location"].lstrip("/") or "the dataset"
+    return f"{issue['code']}: {where}" + (f" ({issue['message']})" if issue["message"] else "")
+
+
+def validate_bids_dataset(bids_dir: Path) -> dict:
+    """Raise a GadoError (exit 16) that lists the dataset-level problems; return the errors that
+    concern single participants' files, as {participant label: message} (empty when valid)."""
+    bids_dir = Path(bids_dir)
     description = read_dataset_description(bids_dir)
     problems = [f"dataset_description.json lacks the required field '{key}'"
                 for key in ("Name", "BIDSVersion") if key not in description]
-    invalid = find_invalid_files(bids_dir)
-    problems += [f"not a BIDS file name: {path}" for path in invalid[:MAX_LISTED]]
-    if len(invalid) > MAX_LISTED:
-        problems.append(f"... and {len(invalid) - MAX_LISTED} more files with non-BIDS names")
+    participant_errors = {}
+    executable = _validator_executable()
+    if executable is None:
+        LOG.warning("%s is not installed: only file names are checked (bids_validator). "
+                    "Reinstall gadosynth to get the full validation", VALIDATOR)
+        invalid = find_invalid_files(bids_dir)
+        problems += [f"not a BIDS file name: {path}" for path in invalid[:MAX_LISTED]]
+        if len(invalid) > MAX_LISTED:
+            problems.append(f"... and {len(invalid) - MAX_LISTED} more files with non-BIDS names")
+    else:
+        dataset, participants, warnings = sort_issues(run_validator(bids_dir, executable))
+        if warnings:
+            LOG.info("BIDS validator warnings (not fatal): %s", ", ".join(
+                f"{code} x{count}" for code, count in warnings.most_common()))
+        problems += [_describe(issue) for issue in dataset[:MAX_LISTED]]
+        if len(dataset) > MAX_LISTED:
+            problems.append(f"... and {len(dataset) - MAX_LISTED} more errors")
+        for subject, found in participants.items():
+            participant_errors[subject] = "BIDS validator: " + "; ".join(
+                _describe(issue) for issue in found[:3])
+            LOG.warning("sub-%s: %s", subject, participant_errors[subject])
     if problems:
         listing = "\n  ".join(problems)
         raise GadoError(f"the input dataset '{bids_dir}' failed BIDS validation:\n  {listing}\n"
                         "Rename or remove these files (or list them in .bidsignore), or pass "
                         "--skip_bids_validator to go on at your own risk.",
                         ExitCode.VALIDATION_FAILED)
+    return participant_errors

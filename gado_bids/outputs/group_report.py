@@ -23,7 +23,8 @@ METRICS = (("MAE", "MAE (%)"), ("PSNR", "PSNR (dB)"), ("SSIM", "SSIM"))
 STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
          "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
          "th{background:#f3f3f3}td.l,th.l{text-align:left}img{max-width:100%}.warn{color:#a40}"
-         "img.thumb{max-width:none;image-rendering:pixelated}figure{margin:1em 0}")
+         "img.thumb{max-width:none;image-rendering:pixelated}figure{margin:1em 0;overflow-x:auto}"
+         ".wide{overflow-x:auto}")
 
 
 def _pyplot():
@@ -91,7 +92,7 @@ def _table(header, rows, left_columns=1, row_ids=None) -> str:
                         for i, cell in enumerate(row))
         identifier = f' id="{html.escape(row_ids[index])}"' if row_ids else ""
         body.append(f"<tr{identifier}>{cells}</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    return f"<div class='wide'><table><tr>{head}</tr>{''.join(body)}</table></div>"
 
 
 def _mean_sd(row, image) -> str:

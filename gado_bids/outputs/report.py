@@ -57,7 +57,8 @@ def write_participant_page(subject: str, jobs, output_dir: Path) -> Path:
         outputs = planned_outputs(job, output_dir)
         sidecar = derivatives.read_sidecar(outputs["synthetic_crop"])
         registration = base64.b64encode(outputs["qc_registration"].read_bytes()).decode()
-        facts = {key: sidecar.get(key) for key in ("Model", "WeightsSha256", "Device",
+        facts = {key: sidecar.get(key) for key in ("Model", "Formulation", "NetworkGrid",
+                                                   "WeightsSha256", "Device",
                                                    "Precision", "BrainMaskMethod",
                                                    "TemplateMaskDice", "SynthesisTimings_s")}
         rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
@@ -71,7 +72,7 @@ def write_participant_page(subject: str, jobs, output_dir: Path) -> Path:
             f'src="data:image/png;base64,{registration}"></section>')
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>gadosynth sub-{subject}"
             "</title><style>body{font-family:sans-serif;margin:2em}img{max-width:100%}"
-            "th{text-align:left;padding-right:1em}</style></head><body>"
+            "th{text-align:left;padding-right:1em}td{overflow-wrap:anywhere}</style></head><body>"
             f"<h1>gadosynth {__version__}: sub-{html.escape(subject)}</h1>"
             "<p>Green: brain mask. Removed enhancement: the contrast the network took out of "
             "the ce scan (0 to 0.3 of the normalised scale, where white matter is 0.5; "

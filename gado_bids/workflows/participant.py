@@ -45,21 +45,29 @@ class RunContext:
 
 
 def open_input(args):
-    """Checks shared by both levels: readable BIDS input, usable output location, the selection."""
+    """Checks shared by both levels: readable BIDS input, usable output location, the selection.
+    The selection's invalid_participants holds the validator's errors about single
+    participants' files (those participants fail; the others go on)."""
     bids_dir = check_bids_dir_readable(args.bids_dir)
     derivatives.check_output_location(bids_dir, args.output_dir)
     description = read_dataset_description(bids_dir)
+    invalid_participants = {}
     if args.skip_bids_validator:
         LOG.info("BIDS validation skipped (--skip_bids_validator)")
     else:
         started = time.time()
-        validate_bids_dataset(bids_dir)
-        LOG.info("input dataset passed BIDS validation (%.1f s)", time.time() - started)
+        invalid_participants = validate_bids_dataset(bids_dir)
+        LOG.info("input dataset passed BIDS validation%s (%.1f s)",
+                 f" except for {len(invalid_participants)} participant(s)"
+                 if invalid_participants else "", time.time() - started)
     filters = discovery.load_filter_file(args.bids_filter_file)
     layout = discovery.open_layout(bids_dir)
     selection = discovery.select_scans(layout, ce_label=args.ce_label,
                                        participant_labels=args.participant_label,
                                        session_labels=args.session_label, filters=filters)
+    selection.invalid_participants = {subject: message for subject, message in
+                                      invalid_participants.items()
+                                      if subject in selection.jobs_by_subject}
     return bids_dir, description, selection
 
 
@@ -120,8 +128,11 @@ def run_participant_level(args) -> int:
     with work_area(output_dir, args.work_dir, args.keep_work) as work_dir:
         runtime.redirect_scratch(work_dir)
         runtime.apply_torch_threads(args.nthreads)
+        for subject, message in sorted(selection.invalid_participants.items()):
+            _record_failure(output_dir, summary, subject, message, time.time())
         subjects_jobs = [(subject, selection.jobs_by_subject[subject])
-                         for subject in sorted(selection.jobs_by_subject)]
+                         for subject in sorted(selection.jobs_by_subject)
+                         if subject not in selection.invalid_participants]
         n_procs = max(1, min(args.n_procs, len(subjects_jobs)))
         threads = max(1, (args.nthreads or os.cpu_count() or 1) // n_procs)
         context = RunContext(bids_dir, output_dir, work_dir, args.seed,
