@@ -3,7 +3,7 @@
 # folder (and --work_dir if given); HOME and caches point at folders the app redirects itself.
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 
-ARG VERSION=0.1.0
+ARG VERSION=0.2.0
 LABEL org.opencontainers.image.title="gadosynth" \
       org.opencontainers.image.description="BIDS App: synthetic non-contrast T1w from gadolinium-enhanced T1w" \
       org.opencontainers.image.version="${VERSION}" \

@@ -30,8 +30,8 @@ def test_unknown_label_on_gado_pairs_lists_the_labels(gado_pairs, tmp_path):
 
 
 def test_whole_head_participant_run_end_to_end(wholehead_pair, tmp_path):
-    """The ce scan alone (a filter hides the non-contrast scan: ROBEX takes ~50 s per scan, and
-    the pair's second scan would only repeat the first's path)."""
+    """The ce scan alone (a filter hides the non-contrast scan: brain extraction and registration
+    of the pair's second scan would only repeat the first's path)."""
     output = tmp_path / "out"
     filters = tmp_path / "filters.json"
     filters.write_text('{"t1w": {"acquisition": "not-in-this-dataset"}}')
@@ -54,7 +54,7 @@ def test_whole_head_participant_run_end_to_end(wholehead_pair, tmp_path):
     # the 1 mm synthetic image; a misregistered image correlates far lower.
     assert correlation > 0.5
     sidecar = json.loads(derivatives.sidecar_path(planned["synthetic_native"]).read_text())
-    assert sidecar["BrainMaskMethod"] == "robex"  # whole head: brain extraction first
+    assert sidecar["BrainMaskMethod"] == "deepbet"  # whole head: brain extraction first
     # Registered to the template, not skull-to-brain: the brain lands on the template's brain.
     template = grids.crop_template_volume(template_brain_mask().get_fdata() > 0)
     crop_mask = nib.load(str(planned["ce_mask"])).get_fdata() > 0

@@ -112,19 +112,26 @@ def _validator_executable():
 
 def run_validator(bids_dir: Path, executable: str) -> list:
     """The validator's issues: dicts with code, severity, location (dataset-relative, '/...'),
-    message. deno's cache and HOME point into a private temporary folder, so a read-only
-    container without a writable HOME works."""
-    with tempfile.TemporaryDirectory(prefix="gadosynth-validator-") as scratch:
-        environment = {**os.environ, "NO_COLOR": "1", "DENO_DIR": str(Path(scratch) / "deno"),
-                       "HOME": scratch, "XDG_CACHE_HOME": scratch}
-        try:
-            result = subprocess.run([executable, "--format", "json", str(bids_dir)],
-                                    capture_output=True, text=True, cwd=scratch,
-                                    env=environment, timeout=VALIDATOR_TIMEOUT_S)
-        except subprocess.TimeoutExpired as error:
-            raise GadoError(f"the BIDS validator did not finish within {VALIDATOR_TIMEOUT_S} s "
-                            "on this dataset: pass --skip_bids_validator to go on without it",
-                            ExitCode.VALIDATION_FAILED) from error
+    message. deno's cache and HOME point into a private temporary folder (or nowhere, when none
+    can be made: deno needs none), so a read-only container without a writable HOME works."""
+    try:
+        scratch = tempfile.mkdtemp(prefix="gadosynth-validator-")
+    except OSError:  # a read-only container without a temporary folder: deno needs none
+        scratch = None
+    place = scratch or "/nonexistent-gadosynth-scratch"
+    environment = {**os.environ, "NO_COLOR": "1", "DENO_DIR": str(Path(place) / "deno"),
+                   "HOME": place, "XDG_CACHE_HOME": place}
+    try:
+        result = subprocess.run([executable, "--format", "json", str(bids_dir)],
+                                capture_output=True, text=True, cwd=scratch or "/",
+                                env=environment, timeout=VALIDATOR_TIMEOUT_S)
+    except subprocess.TimeoutExpired as error:
+        raise GadoError(f"the BIDS validator did not finish within {VALIDATOR_TIMEOUT_S} s "
+                        "on this dataset: pass --skip_bids_validator to go on without it",
+                        ExitCode.VALIDATION_FAILED) from error
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
     try:
         report = json.loads(result.stdout)
     except json.JSONDecodeError as error:

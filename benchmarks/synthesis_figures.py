@@ -1,0 +1,85 @@
+"""Full-resolution figures of input / synthetic / real pre-contrast / removed enhancement, in two
+planes, from a participant-level output (the model card's figures; look at them).
+
+    python benchmarks/synthesis_figures.py BIDS_DIR OUTPUT_DIR FIGURES_DIR --subjects 004 009 ...
+
+Per session, one PNG: rows axial and coronal through the brain's centre of mass (shifted up
+20 mm axially, where cortex and white matter fill the slice), columns ce input, synthetic, real
+non-contrast (all on the cropped 1 mm template grid, normalised scale 0-1), and the removed
+enhancement (0-0.3). Voxels are drawn as 2x2 pixel blocks, never interpolated, so blur in the
+figure is blur in the image.
+"""
+import argparse
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from gado_bids.discovery.selection import open_layout, select_scans
+from gado_bids.workflows.scan import planned_outputs
+
+SCALE = 2  # screen pixels per voxel
+
+
+def _blocks(plane: np.ndarray, low: float, high: float) -> np.ndarray:
+    grey = np.clip((plane - low) / (high - low), 0, 1)
+    return np.kron(np.rot90(grey), np.ones((SCALE, SCALE)))
+
+
+def session_figure(outputs: dict, path: Path, title: str):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    load = lambda key: nib.load(str(outputs[key])).get_fdata(dtype=np.float32)  # noqa: E731
+    volumes = [("ce input", load("ce_crop"), (0, 1), "gray"),
+               ("synthetic", load("synthetic_crop"), (0, 1), "gray"),
+               ("real non-contrast", load("ref_crop"), (0, 1), "gray"),
+               ("removed enhancement", load("enhancement_crop"), (0, 0.3), "inferno")]
+    mask = load("ce_mask") > 0
+    centre = np.argwhere(mask).mean(axis=0).astype(int)
+    planes = [("axial", lambda v: v[:, :, min(centre[2] + 20, v.shape[2] - 1)]),
+              ("coronal", lambda v: v[:, centre[1], :])]
+    rows = [[_blocks(cut(volume), *limits) for _, volume, limits, _ in volumes]
+            for _, cut in planes]
+    height = sum(row[0].shape[0] for row in rows)
+    width = sum(panel.shape[1] for panel in rows[0])
+    figure = plt.figure(figsize=(width / 100, (height + 60) / 100), dpi=100)
+    top = 1.0 - 30 / (height + 60)
+    y = top
+    for (plane_name, _), row in zip(planes, rows):
+        x = 0.0
+        h = row[0].shape[0] / (height + 60)
+        for (name, _, _, colours), panel in zip(volumes, row):
+            axis = figure.add_axes([x, y - h, panel.shape[1] / width, h])
+            axis.imshow(panel, cmap=colours, vmin=0, vmax=1, interpolation="nearest")
+            axis.set_axis_off()
+            if plane_name == "axial":
+                axis.set_title(name, fontsize=9)
+            x += panel.shape[1] / width
+        y -= h
+    figure.suptitle(title, fontsize=10, y=0.995)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bids_dir", type=Path)
+    parser.add_argument("output_dir", type=Path)
+    parser.add_argument("figures_dir", type=Path)
+    parser.add_argument("--subjects", nargs="+", required=True)
+    args = parser.parse_args()
+    args.figures_dir.mkdir(parents=True, exist_ok=True)
+    selection = select_scans(open_layout(args.bids_dir), participant_labels=args.subjects)
+    for subject, jobs in sorted(selection.jobs_by_subject.items()):
+        for job in jobs:
+            path = args.figures_dir / f"sub-{subject}_synthesis.png"
+            session_figure(planned_outputs(job, args.output_dir), path,
+                           f"sub-{subject}: ce input | synthetic | real non-contrast | removed "
+                           "enhancement (1 mm, voxels as 2x2 pixel blocks)")
+            print(path)
+
+
+if __name__ == "__main__":
+    main()
