@@ -45,6 +45,11 @@ def build_parser():
     parser.add_argument("--weight_3d", type=float, default=2.0,
                         help="loss weight of pairs whose target is a sharp 3D scan "
                              "(default: %(default)s)")
+    parser.add_argument("--curve_loss", choices=["quantile", "mse"], default="quantile",
+                        help="how the intensity curve learns (enhancement formulation): "
+                             "quantile (default) gives each scan its target's intensity "
+                             "distribution; mse regresses it voxel by voxel, which flattens "
+                             "grey/white contrast")
     parser.add_argument("--enhancement_l1", type=float, default=0.0,
                         help="weight of the enhancement map's mean in the loss (sparsity; "
                              "enhancement formulation). Default: %(default)s")
@@ -164,6 +169,7 @@ def main(argv=None) -> int:
         config = TrainConfig(model=args.model, formulation=args.formulation, width=args.width,
                              epochs=args.epochs, blur_matched=args.blur_matched,
                              weight_3d=args.weight_3d, enhancement_l1=args.enhancement_l1,
+                             curve_loss=args.curve_loss,
                              n_validation_3d=args.n_validation_3d,
                              batch_size=args.batch_size, crop_size=args.crop_size,
                              learning_rate=args.learning_rate, seed=args.seed,

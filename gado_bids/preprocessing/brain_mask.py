@@ -11,7 +11,9 @@
   oblique clinical slices; benchmarks/brain_extractors.py, 1 thread): deepbet 5-6 s against
   ROBEX 84-93 s, masks 1554/1586 cm3 against 1491/1547 (Dice between them 0.943 ce, 0.956
   non-contrast; deepbet keeps a little more at the brain's edge), template-brain Dice after
-  registration 0.919/0.937 against 0.922/0.945: as good for registration, 15x faster.
+  registration 0.919/0.937 against 0.922/0.945: as good for registration, 15x faster. On two
+  skull-stripped gado-pairs scans deepbet keeps the provider's strip (Dice 0.983 sub-002, 0.935
+  sub-016) where ROBEX cuts into it (0.881, 0.893).
 
 Either way the registration to the template is then checked with an independent mask: the
 template's brain warped back to the scan (`template_mask_agreement`). A Dice below ~0.8 means the
