@@ -22,6 +22,7 @@ from gado_bids.outputs import atomic
 METRICS = (("MAE", "MAE (%)"), ("PSNR", "PSNR (dB)"), ("SSIM", "SSIM"))
 STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
          "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+         "td{white-space:nowrap}"
          "th{background:#f3f3f3}td.l,th.l{text-align:left}img{max-width:100%}.warn{color:#a40}"
          "img.thumb{max-width:none;image-rendering:pixelated}figure{margin:1em 0;overflow-x:auto}"
          ".wide{overflow-x:auto}")
