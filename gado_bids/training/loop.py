@@ -207,11 +207,11 @@ def on_network_grid(pair):
 CURVE_SAMPLES = 40_000  # brain voxels per scan for the quantile loss
 
 
-def curve_samples(pairs, seed: int) -> dict:
+def curve_samples(pairs, seed: int, descriptors: dict) -> dict:
     """name -> (ce voxels blurred like the target, target voxels, pre-contrast-looking voxels
     (the target itself), descriptor of the ce scan, descriptor of the target): fixed random
-    brain samples for the quantile loss of the intensity curve."""
-    from gado_bids.model.networks import intensity_descriptor
+    brain samples for the quantile loss of the intensity curve. descriptors: the pairs'
+    whole_scan_descriptors, computed once for both uses."""
     rng = np.random.default_rng(seed)
     samples = {}
     for pair in pairs:
@@ -220,8 +220,7 @@ def curve_samples(pairs, seed: int) -> dict:
         for volume in (blurred, pair.target):
             values = volume[pair.mask & (volume > 0)]
             chosen.append(torch.from_numpy(rng.choice(values, CURVE_SAMPLES).astype(np.float32)))
-        samples[pair.name] = (chosen[0], chosen[1], *[
-            intensity_descriptor(torch.from_numpy(v)[None])[0] for v in (pair.ce, pair.target)])
+        samples[pair.name] = (chosen[0], chosen[1], *descriptors[pair.name])
     return samples
 
 
@@ -341,7 +340,7 @@ def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") 
     sharp_pairs = [p for p in train_pairs if p.reference_class == "3D"]
     descriptors = whole_scan_descriptors(train_pairs) if config.formulation == "enhancement" \
         else None
-    samples = curve_samples(train_pairs, config.seed) if descriptors is not None and \
+    samples = curve_samples(train_pairs, config.seed, descriptors) if descriptors is not None and \
         config.curve_loss == "quantile" else None
     sharp_names = {p.name for p in sharp_pairs}
     atomic.write_json(out_dir / "split.json", {
