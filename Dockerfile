@@ -1,7 +1,11 @@
 # gadosynth BIDS App image: docker build -t gadosynth:$(cat version) .
 # Runs as a non-root user and works with --read-only: it writes only to the mounted output
 # folder (and --work_dir if given); HOME and caches point at folders the app redirects itself.
-FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+# BASE: the CUDA runtime image users need; any Debian/Ubuntu image with apt works for a CPU-only
+# build (CI builds on a local Debian bookworm made by debootstrap: no registry is reachable).
+ARG BASE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+# hadolint ignore=DL3006
+FROM ${BASE}
 
 ARG VERSION=0.2.0
 LABEL org.opencontainers.image.title="gadosynth" \
@@ -32,7 +36,11 @@ WORKDIR /opt/gadosynth
 COPY pyproject.toml README.md version run.py ./
 COPY gado_bids ./gado_bids
 # torch from PyPI brings its own CUDA libraries; the base image supplies the driver interface.
-RUN pip install --no-compile . \
+# PIP_OPTIONS: extra pip options, e.g. "--extra-index-url https://download.pytorch.org/whl/cpu"
+# or a local wheel folder mounted into the build, for a CPU-only image.
+ARG PIP_OPTIONS=""
+# hadolint ignore=SC2086
+RUN pip install --no-compile ${PIP_OPTIONS} . \
     && python -c "import gado_bids.preprocessing.template as t; t.template_t1()" \
     && useradd --create-home --uid 1000 gadosynth
 

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from gado_bids.outputs.group_tables import read_table
-from gado_bids.workflows.group import group_paths
+from gado_bids.outputs.naming import group_paths
 
 selenium = pytest.importorskip("selenium", reason="selenium is not installed (pip install "
                                "-e '.[test]')")

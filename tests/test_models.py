@@ -105,6 +105,26 @@ def test_blur_matched_loss_does_not_reward_blur():
     assert heavy > light
 
 
+def test_histogram_term_makes_a_flattened_texture_cost():
+    """Where the target's texture cannot be predicted (here: noise independent of the input),
+    the voxel-wise error is lowest for the flattened mean image; with the histogram term an
+    image with the target's own spread of intensities scores better."""
+    from gado_bids.training.loop import TrainConfig, distribution_error, training_loss
+    generator = torch.Generator().manual_seed(0)
+    tissue = torch.where(torch.rand(1, 1, 20, 20, 20, generator=generator) < 0.5, 0.4, 0.7)
+    target = tissue + 0.05 * torch.randn(tissue.shape, generator=generator)
+    textured = tissue + 0.05 * torch.randn(tissue.shape, generator=generator)
+    flattened = tissue
+    mask = torch.ones_like(tissue)
+    no_blur = [(0.0, 0.0, 0.0)]
+    voxel_only = TrainConfig(blur_matched=False)
+    with_histogram = TrainConfig(blur_matched=False, distribution_weight=2.0)
+    loss = lambda config, output: training_loss(config, output, target, mask, no_blur, [1.0])
+    assert loss(voxel_only, flattened) < 0.6 * loss(voxel_only, textured)
+    assert loss(with_histogram, textured) < 0.8 * loss(with_histogram, flattened)
+    assert distribution_error(target.flatten(), target.flatten()) == 0
+
+
 def test_validation_split_holds_out_both_reference_classes():
     from gado_bids.training.loop import split_subjects
     subjects = [f"{n:03d}" for n in range(1, 21)]

@@ -53,6 +53,11 @@ def build_parser():
     parser.add_argument("--enhancement_l1", type=float, default=0.0,
                         help="weight of the enhancement map's mean in the loss (sparsity; "
                              "enhancement formulation). Default: %(default)s")
+    parser.add_argument("--distribution_loss", dest="distribution_weight", type=float,
+                        default=0.0,
+                        help="weight of the intensity-histogram term of each crop (sorted "
+                             "values of the blur-matched output against the target's): a "
+                             "shaved white-matter top costs here. Default: %(default)s")
     parser.add_argument("--learning_rate", type=float, default=5e-4, help="Adam; default 5e-4")
     parser.add_argument("--n_validation", type=_positive_int, default=7,
                         help="subjects held out for validation (default: %(default)s)")
@@ -169,6 +174,7 @@ def main(argv=None) -> int:
         config = TrainConfig(model=args.model, formulation=args.formulation, width=args.width,
                              epochs=args.epochs, blur_matched=args.blur_matched,
                              weight_3d=args.weight_3d, enhancement_l1=args.enhancement_l1,
+                             distribution_weight=args.distribution_weight,
                              curve_loss=args.curve_loss,
                              n_validation_3d=args.n_validation_3d,
                              batch_size=args.batch_size, crop_size=args.crop_size,

@@ -44,3 +44,14 @@ def derivative_path(output_dir: Path, source_entities: dict, suffix: str, extens
                     **derived) -> Path:
     return subject_session_dir(output_dir, source_entities) / derivative_name(
         source_entities, suffix, extension, **derived)
+
+
+def group_paths(output_dir: Path) -> dict:
+    folder = Path(output_dir) / "group"
+    return {"sessions": folder / "desc-sessions_status.tsv",
+            "similarity": folder / "desc-similarity_metrics.tsv",
+            "volumes": folder / "desc-tissues_volumes.tsv",
+            "statistics": folder / "desc-paired_statistics.tsv",
+            "evaluation": folder / "desc-evaluation_metrics.tsv",
+            "evaluation_summary": folder / "desc-evaluation_summary.tsv",
+            "report": Path(output_dir) / "group_report.html"}

@@ -3,26 +3,21 @@
 One participant failing (corrupt file, failed registration, ...) is logged with its reason and
 never stops the others; the run ends with a summary and exit code 1 if anything failed.
 """
-import contextlib
 import errno
 import logging
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from gado_bids import runtime
-from gado_bids.discovery import selection as discovery
-from gado_bids.discovery.validation import (check_bids_dir_readable, read_dataset_description,
-                                            validate_bids_dataset)
 from gado_bids.errors import ExitCode, GadoError
-from gado_bids.outputs import atomic, derivatives
+from gado_bids.outputs import derivatives
+from gado_bids.workflows.inputs import open_input
+from gado_bids.workflows.scratch import work_area
 from gado_bids.workflows.summary import RunSummary, record_status
 
 LOG = logging.getLogger("gadosynth")
-KEPT_MARKER = "KEPT"
 
 
 @dataclass
@@ -44,61 +39,6 @@ class RunContext:
                 "Threads": self.nthreads, **model}
 
 
-def open_input(args):
-    """Checks shared by both levels: readable BIDS input, usable output location, the selection.
-    The selection's invalid_participants holds the validator's errors about single
-    participants' files (those participants fail; the others go on)."""
-    bids_dir = check_bids_dir_readable(args.bids_dir)
-    derivatives.check_output_location(bids_dir, args.output_dir)
-    description = read_dataset_description(bids_dir)
-    invalid_participants = {}
-    if args.skip_bids_validator:
-        LOG.info("BIDS validation skipped (--skip_bids_validator)")
-    else:
-        started = time.time()
-        invalid_participants = validate_bids_dataset(bids_dir)
-        LOG.info("input dataset passed BIDS validation%s (%.1f s)",
-                 f" except for {len(invalid_participants)} participant(s)"
-                 if invalid_participants else "", time.time() - started)
-    filters = discovery.load_filter_file(args.bids_filter_file)
-    layout = discovery.open_layout(bids_dir)
-    selection = discovery.select_scans(layout, ce_label=args.ce_label,
-                                       participant_labels=args.participant_label,
-                                       session_labels=args.session_label, filters=filters)
-    selection.invalid_participants = {subject: message for subject, message in
-                                      invalid_participants.items()
-                                      if subject in selection.jobs_by_subject}
-    return bids_dir, description, selection
-
-
-def _remove_abandoned_work_areas(parent: Path):
-    """Scratch folders of runs on this host whose process is gone (SIGKILL, node crash)."""
-    for folder in parent.glob(".gadosynth-work-*"):
-        if (folder / KEPT_MARKER).exists():
-            continue  # kept on request (--keep_work): the user's to remove
-        if atomic.owner_is_gone(folder.name[len(".gadosynth-work-"):]):
-            LOG.info("removing the scratch folder of a run that was killed: %s", folder.name)
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def work_area(output_dir: Path, requested: Path, keep: bool):
-    """A private scratch folder per run; removed at the end unless --keep_work."""
-    parent = derivatives.ensure_writable_dir(Path(requested) if requested else output_dir,
-                                             "the work folder")
-    for place in {parent, Path(output_dir)}:  # the default place, and the one asked for now
-        _remove_abandoned_work_areas(place)
-    folder = Path(tempfile.mkdtemp(prefix=f".gadosynth-work-{atomic.owner_tag()}-", dir=parent))
-    try:
-        yield folder
-    finally:
-        if keep:
-            (folder / KEPT_MARKER).write_text("kept by --keep_work\n")
-            LOG.info("intermediate files kept in %s", folder)
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
 def _record_failure(output_dir, summary, subject, failure, started):
     LOG.error("sub-%s failed: %s", subject, failure)
     result = summary.add(subject, "failed", str(failure), time.time() - started)
@@ -112,13 +52,6 @@ def run_participant_level(args) -> int:
     bids_dir, description, selection = open_input(args)
     output_dir = derivatives.prepare_output_dataset(bids_dir, args.output_dir, description,
                                                     args.overwrite)
-    from gado_bids.model.device import resolve_device
-    from gado_bids.model.synthesis import Synthesiser
-    device = resolve_device(args.device)
-    synthesiser = Synthesiser(args.model, device, args.weights, args.seed)
-    LOG.info("model %s (weights %s, SHA-256 %s...) on %s", synthesiser.provenance["Model"],
-             synthesiser.provenance["Weights"], synthesiser.provenance["WeightsSha256"][:12],
-             device)
     n_scans = sum(len(jobs) for jobs in selection.jobs_by_subject.values())
     LOG.info("%d participant(s), %d ce-%s scan(s) selected; output: %s",
              len(selection.jobs_by_subject), n_scans, args.ce_label, output_dir)
@@ -126,8 +59,17 @@ def run_participant_level(args) -> int:
     for subject in selection.subjects_without_ce:
         summary.add(subject, "skipped", f"no ce-{args.ce_label} T1w scan")
     with work_area(output_dir, args.work_dir, args.keep_work) as work_dir:
+        # Before torch loads: its compiler caches look for a temporary folder at import time,
+        # and in a read-only container only the output and work folders are writable.
         runtime.redirect_scratch(work_dir)
         runtime.apply_torch_threads(args.nthreads)
+        from gado_bids.model.device import resolve_device
+        from gado_bids.model.synthesis import Synthesiser
+        device = resolve_device(args.device)
+        synthesiser = Synthesiser(args.model, device, args.weights, args.seed)
+        LOG.info("model %s (weights %s, SHA-256 %s...) on %s", synthesiser.provenance["Model"],
+                 synthesiser.provenance["Weights"], synthesiser.provenance["WeightsSha256"][:12],
+                 device)
         for subject, message in sorted(selection.invalid_participants.items()):
             _record_failure(output_dir, summary, subject, message, time.time())
         subjects_jobs = [(subject, selection.jobs_by_subject[subject])
