@@ -16,7 +16,7 @@ import nibabel as nib
 import numpy as np
 
 from gado_bids.discovery.selection import open_layout, select_scans
-from gado_bids.workflows.scan import planned_outputs
+from gado_bids.outputs import spec
 
 SCALE = 2  # screen pixels per voxel
 
@@ -75,7 +75,7 @@ def main():
     for subject, jobs in sorted(selection.jobs_by_subject.items()):
         for job in jobs:
             path = args.figures_dir / f"sub-{subject}_synthesis.png"
-            session_figure(planned_outputs(job, args.output_dir), path,
+            session_figure(spec.predict(job, args.output_dir), path,
                            f"sub-{subject}: ce input | synthetic | real non-contrast | removed "
                            "enhancement (1 mm, voxels as 2x2 pixel blocks)")
             print(path)

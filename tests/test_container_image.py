@@ -191,10 +191,10 @@ def test_demo_both_levels_read_only_offline_uid_1000(podman_env, image, tmp_path
           f"group {seconds['group']:.0f} s")
     # Complete outputs, checked with the product's own completeness rule (SHA-256 of every file).
     from gado_bids.discovery.selection import open_layout, select_scans
-    from gado_bids.workflows.scan import is_complete
+    from gado_bids.outputs.spec import complete
     selection = select_scans(open_layout(bids), ce_label="gadolinium")
     jobs = [job for jobs in selection.jobs_by_subject.values() for job in jobs]
-    assert len(jobs) == 3 and all(is_complete(job, out) for job in jobs)
+    assert len(jobs) == 3 and all(complete(job, out) for job in jobs)
     from gado_bids.outputs.group_tables import read_table
     from gado_bids.outputs.naming import group_paths
     sessions = read_table(group_paths(out)["sessions"])

@@ -10,7 +10,7 @@ import time
 from conftest import REPO, run_cli
 from gado_bids.discovery.selection import open_layout, select_scans
 from gado_bids.outputs import derivatives
-from gado_bids.workflows.scan import planned_outputs
+from gado_bids.outputs.spec import predict as planned_outputs
 
 
 def _start(log, *args):

@@ -14,7 +14,7 @@ from scipy import ndimage
 from gado_bids.discovery.selection import open_layout, select_scans
 from gado_bids.preprocessing import registration
 from gado_bids.preprocessing.grids import as_crop_image, CROP_SHAPE
-from gado_bids.workflows.scan import planned_outputs
+from gado_bids.outputs.spec import predict as planned_outputs
 
 
 def _truth_in_crop_grid(demo_bids, job, transform):

@@ -14,7 +14,7 @@ from gado_bids.outputs import derivatives
 from gado_bids.outputs.group_tables import read_table
 from gado_bids.preprocessing import grids
 from gado_bids.outputs.naming import group_paths
-from gado_bids.workflows.scan import planned_outputs
+from gado_bids.outputs.spec import predict as planned_outputs
 from gado_bids.workflows.session_measures import segmentation_paths
 
 

@@ -11,7 +11,8 @@ from conftest import REPO, run_cli
 from gado_bids.discovery.selection import open_layout, select_scans
 from gado_bids.outputs import derivatives
 from gado_bids.preprocessing import grids
-from gado_bids.workflows.scan import SYNTHETIC_KEYS, planned_outputs
+from gado_bids.outputs.spec import keys as output_keys
+from gado_bids.outputs.spec import predict as planned_outputs
 
 SPACE = "MNI152NLin2009aSym"
 
@@ -200,7 +201,7 @@ def test_user_weights_are_used_and_recorded(demo_participant_run, demo_bids, tmp
     assert "sub-03: succeeded" in result.stderr  # not "skipped": other weights made them
     assert "reused, only synthesis runs" in result.stderr
     for key, path in planned.items():
-        if key in SYNTHETIC_KEYS:  # made again, by the user's network
+        if key in output_keys("synthesis"):  # made again, by the user's network
             assert path.read_bytes() != before[key][0], key
             sidecar = derivatives.read_sidecar(path)
             assert sidecar["Model"] == "res-unet" and sidecar["WeightsSha256"] == digest

@@ -11,7 +11,7 @@ from gado_bids.discovery.validation import validate_bids_dataset
 from gado_bids.outputs import derivatives
 from gado_bids.preprocessing import brain_mask, grids
 from gado_bids.preprocessing.template import template_brain_mask
-from gado_bids.workflows.scan import planned_outputs
+from gado_bids.outputs.spec import predict as planned_outputs
 
 pytestmark = pytest.mark.shared_data
 

@@ -15,7 +15,7 @@ from gado_bids.discovery.selection import open_layout, select_scans
 from gado_bids.outputs import derivatives
 from gado_bids.outputs.group_tables import read_table
 from gado_bids.outputs.naming import group_paths
-from gado_bids.workflows.scan import planned_outputs
+from gado_bids.outputs.spec import predict as planned_outputs
 
 SLURM_SCRIPTS = REPO / "gado_bids" / "resources" / "slurm"
 

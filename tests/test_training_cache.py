@@ -10,7 +10,7 @@ from gado_bids.discovery.selection import open_layout, select_scans
 from gado_bids.metrics.resolution import CLASSES
 from gado_bids.preprocessing import grids
 from gado_bids.training import cache
-from gado_bids.workflows.scan import planned_outputs
+from gado_bids.outputs.spec import predict as planned_outputs
 
 
 def test_pairs_are_cached_from_matching_participant_outputs(demo_participant_run, demo_bids,

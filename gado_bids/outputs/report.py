@@ -14,8 +14,7 @@ import nibabel as nib
 import numpy as np
 
 from gado_bids import __version__
-from gado_bids.outputs import atomic, derivatives
-from gado_bids.workflows.scan import planned_outputs
+from gado_bids.outputs import atomic, derivatives, spec
 
 
 def _png(figure) -> str:
@@ -54,7 +53,7 @@ def _scan_figure(outputs):
 def write_participant_page(subject: str, jobs, output_dir: Path) -> Path:
     sections = []
     for job in jobs:
-        outputs = planned_outputs(job, output_dir)
+        outputs = spec.predict(job, output_dir)
         sidecar = derivatives.read_sidecar(outputs["synthetic_crop"])
         registration = base64.b64encode(outputs["qc_registration"].read_bytes()).decode()
         facts = {key: sidecar.get(key) for key in ("Model", "Formulation", "NetworkGrid",
@@ -78,4 +77,4 @@ def write_participant_page(subject: str, jobs, output_dir: Path) -> Path:
             "the ce scan (0 to 0.3 of the normalised scale, where white matter is 0.5; "
             "desc-enhancement in the derivatives).</p>"
             + "".join(sections) + "</body></html>")
-    return atomic.write_bytes(Path(output_dir) / f"sub-{subject}.html", page.encode())
+    return atomic.write_bytes(spec.participant_page(output_dir, subject), page.encode())

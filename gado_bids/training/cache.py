@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from gado_bids import __version__
-from gado_bids.outputs import atomic, derivatives
+from gado_bids.outputs import atomic, derivatives, spec
 from gado_bids.preprocessing import grids
 
 LOG = logging.getLogger(__name__)
@@ -85,8 +85,7 @@ def _crops_from_preprocessing(job, cache_dir, seed):
 def _crops_from_derivatives(job, derivatives_dir, fingerprint):
     """The crops a participant-level run wrote for these same input bytes, or None."""
     import nibabel as nib
-    from gado_bids.workflows.scan import planned_outputs
-    outputs = planned_outputs(job, derivatives_dir)
+    outputs = spec.predict(job, derivatives_dir)
     keys = ("ce_crop", "ref_crop", "ce_mask", "ref_mask")
     if not all(derivatives.output_is_complete(outputs[k]) for k in keys):
         return None

@@ -21,11 +21,10 @@ from gado_bids.metrics import statistics
 from gado_bids.metrics.evaluation import COMPARED
 from gado_bids.metrics.tissues import TISSUES, label_table
 from gado_bids.model.weights import training_role
-from gado_bids.outputs import atomic, derivatives, group_tables
+from gado_bids.outputs import atomic, derivatives, group_tables, spec
 from gado_bids.outputs.group_report import write_group_report
 from gado_bids.outputs.group_tables import DECIMALS, format_value
 from gado_bids.outputs.naming import group_paths
-from gado_bids.workflows.scan import is_complete, planned_outputs
 from gado_bids.workflows.session_measures import measure_session
 from gado_bids.workflows.summary import recorded_status
 
@@ -48,7 +47,7 @@ def _missing_reason(job, output_dir) -> tuple:
 
 
 def _weights_role(job, output_dir, dataset_name) -> str:
-    sidecar = derivatives.read_sidecar(planned_outputs(job, output_dir)["synthetic_crop"])
+    sidecar = derivatives.read_sidecar(spec.predict(job, output_dir)["synthetic_crop"])
     return training_role(sidecar.get("WeightsSha256", ""), dataset_name, job.subject)
 
 
@@ -237,7 +236,7 @@ def analyse_group(args, selection, description, output_dir: Path) -> int:
             for job in selection.jobs_by_subject[subject]]
     LOG.info("group level: %d ce scan(s) selected", len(jobs))
     failures = 0
-    measurable = {job.key for job in jobs if is_complete(job, output_dir)}
+    measurable = {job.key for job in jobs if spec.complete(job, output_dir)}
     measured = _measure_all([job for job in jobs if job.key in measurable], output_dir, args,
                             provenance)
     for position, job in enumerate(jobs, 1):

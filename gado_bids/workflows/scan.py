@@ -1,8 +1,8 @@
 """One ce scan, start to finish: skip if complete; else load, preprocess (or reuse an earlier
 run's complete preprocessing), synthesise, write with sidecars.
 
-Outputs are listed by planned_outputs(); a scan counts as complete only when every one of them
-exists, loads, and matches the SHA-256 in its sidecar - never from a file's mere existence.
+Outputs are named and checked by outputs.spec (predict, collect, complete): a scan counts as
+complete only when every one of them exists, loads, and matches the SHA-256 in its sidecar.
 """
 import logging
 import shutil
@@ -13,10 +13,9 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from bids.layout import parse_file_entities
 
 from gado_bids.discovery.nifti_checks import load_3d_image
-from gado_bids.outputs import atomic, derivatives, naming, qc
+from gado_bids.outputs import atomic, derivatives, qc, spec
 from gado_bids.preprocessing import grids
 from gado_bids.preprocessing import intensity
 from gado_bids.preprocessing.pipeline import (PreprocessedScan, PreprocessedSession,
@@ -24,73 +23,12 @@ from gado_bids.preprocessing.pipeline import (PreprocessedScan, PreprocessedSess
 from gado_bids.preprocessing.template import SPACE, template_brain_mask
 
 LOG = logging.getLogger("gadosynth")
-NIFTI = ".nii.gz"
 
 
-def reference_entities(job) -> dict:
-    return dict(parse_file_entities(str(job.reference_path))) if job.reference_path else {}
-
-
-def planned_outputs(job, output_dir: Path) -> dict:
-    ce = job.entities
-    out = {
-        "ce_n4": naming.derivative_path(output_dir, ce, "T1w", NIFTI, desc="n4"),
-        "ce_native_mask": naming.derivative_path(output_dir, ce, "mask", NIFTI, desc="brain"),
-        "ce_xfm": naming.derivative_path(output_dir, ce, "xfm", ".mat", mode="image",
-                                         **{"from": "T1w", "to": SPACE}),
-        "ce_crop": naming.derivative_path(output_dir, ce, "T1w", NIFTI, space=SPACE,
-                                          desc="preproc"),
-        "ce_network": naming.derivative_path(output_dir, ce, "T1w", NIFTI, space=SPACE,
-                                             res="128", desc="preproc"),
-        "ce_mask": naming.derivative_path(output_dir, ce, "mask", NIFTI, space=SPACE,
-                                          desc="brain"),
-        "synthetic_crop": naming.derivative_path(output_dir, ce, "T1w", NIFTI, space=SPACE,
-                                                 desc="synthetic"),
-        "synthetic_native": naming.derivative_path(output_dir, ce, "T1w", NIFTI,
-                                                   desc="synthetic"),
-        "enhancement_crop": naming.derivative_path(output_dir, ce, "T1w", NIFTI, space=SPACE,
-                                                   desc="enhancement"),
-        "enhancement_native": naming.derivative_path(output_dir, ce, "T1w", NIFTI,
-                                                     desc="enhancement"),
-        "qc_registration": (Path(output_dir) / f"sub-{job.subject}" / "figures" /
-                            naming.derivative_name(ce, "T1w", ".png", desc="registration")),
-    }
-    if job.reference_path:
-        ref = reference_entities(job)
-        out.update({
-            "ref_crop": naming.derivative_path(output_dir, ref, "T1w", NIFTI, space=SPACE,
-                                               desc="preproc"),
-            "ref_mask": naming.derivative_path(output_dir, ref, "mask", NIFTI, space=SPACE,
-                                               desc="brain"),
-            "ref_xfm": naming.derivative_path(output_dir, ref, "xfm", ".mat", mode="image",
-                                              **{"from": "T1w", "to": f"ce{ce['ceagent']}"}),
-        })
-    return out
-
-
-SYNTHETIC_KEYS = ("synthetic_crop", "synthetic_native", "enhancement_crop", "enhancement_native")
-
-
-def _made_by(outputs: dict, weights_sha256: str = None) -> bool:
-    """With weights_sha256, whether the (complete) synthetic images were made by those weights:
-    a re-run with another --model or --weights recomputes, instead of skipping images that some
-    other network made."""
-    return weights_sha256 is None or all(
-        derivatives.read_sidecar(outputs[key]).get("WeightsSha256") == weights_sha256
-        for key in SYNTHETIC_KEYS)
-
-
-def _complete_keys(outputs: dict) -> set:
+def _complete_keys(job, output_dir) -> set:
     """The outputs that are complete, each hashed and loaded once for both decisions of
     prepare_scan (skip the scan, reuse its preprocessing)."""
-    return {key for key, path in outputs.items() if derivatives.output_is_complete(path)}
-
-
-def is_complete(job, output_dir: Path, weights_sha256: str = None) -> bool:
-    """Every output complete; with weights_sha256, the synthetic images also made by them."""
-    outputs = planned_outputs(job, output_dir)
-    return all(derivatives.output_is_complete(p) for p in outputs.values()) and \
-        _made_by(outputs, weights_sha256)
+    return set(spec.collect(job, output_dir))
 
 
 def _save(path, volume, affine, dtype=np.float32):
@@ -149,9 +87,9 @@ def reusable_preprocessing(job, output_dir: Path, seed: int, inputs_sha256: dict
     back; the reference is not (its outputs are already there). complete: the keys already
     found complete (_complete_keys), when the caller has checked them.
     """
-    outputs = planned_outputs(job, output_dir)
-    keys = [key for key in outputs if key not in SYNTHETIC_KEYS]
-    complete = _complete_keys(outputs) if complete is None else complete
+    outputs = spec.predict(job, output_dir)
+    keys = [key for key in outputs if key not in spec.keys("synthesis")]
+    complete = _complete_keys(job, output_dir) if complete is None else complete
     if not all(key in complete for key in keys):
         return None
     sidecars = {key: derivatives.read_sidecar(outputs[key]) for key in keys}
@@ -180,9 +118,10 @@ def prepare_scan(job, output_dir: Path, work_dir: Path, seed: int, overwrite: bo
                  weights_sha256: str = None):
     """'complete' when already done by these weights (and not --overwrite), else the
     PreparedScan. CPU-bound (ANTs) and free of the model, so it can run in a worker process."""
-    outputs = planned_outputs(job, output_dir)
-    complete = set() if overwrite else _complete_keys(outputs)
-    if complete == set(outputs) and _made_by(outputs, weights_sha256):
+    outputs = spec.predict(job, output_dir)
+    complete = set() if overwrite else _complete_keys(job, output_dir)
+    if complete == set(outputs) and (weights_sha256 is None or spec.made_with(
+            [outputs[key] for key in spec.keys("synthesis")], WeightsSha256=weights_sha256)):
         LOG.info("  %s: outputs complete, skipped", job.key)
         return "complete"
     for folder in {Path(p).parent for p in outputs.values()}:
@@ -283,7 +222,7 @@ def finish_scan(prepared: PreparedScan, context) -> str:
     """Writing of the preprocessing outputs (unless reused), then synthesis with the run's one
     model and writing of the synthetic images, every file atomically."""
     job, ce_image, session = prepared.job, prepared.ce_image, prepared.session
-    outputs = planned_outputs(job, context.output_dir)
+    outputs = spec.predict(job, context.output_dir)
     ce = session.ce
     raw = derivatives.bids_uri(context.bids_dir, job.ce_path)
     ce_provenance = _scan_provenance(context, ce, prepared.inputs_sha256)

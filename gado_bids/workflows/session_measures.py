@@ -23,12 +23,10 @@ import numpy as np
 from gado_bids import __version__
 from gado_bids.discovery.nifti_checks import load_3d_image
 from gado_bids.metrics import evaluation, resolution, similarity, tissues
-from gado_bids.outputs import atomic, derivatives, naming
+from gado_bids.outputs import atomic, derivatives, spec
 from gado_bids.outputs.group_report import thumbnail
 from gado_bids.preprocessing import grids
 from gado_bids.preprocessing.pipeline import crop_to_native, reference_on_ce_grid
-from gado_bids.preprocessing.template import SPACE
-from gado_bids.workflows.scan import NIFTI, planned_outputs, reference_entities
 
 LOG = logging.getLogger("gadosynth")
 INPUT_KEYS = ("ce_crop", "ce_mask", "synthetic_crop", "ce_xfm", "ref_crop", "ref_mask", "ce_n4",
@@ -38,24 +36,14 @@ IMAGE_OUTPUTS = {"real": "ref_crop", "ce": "ce_crop", "synthetic": "synthetic_cr
 
 
 def segmentation_paths(job, output_dir: Path) -> dict:
-    ce = job.entities
-    paths = {"ce": naming.derivative_path(output_dir, ce, "dseg", NIFTI, space=SPACE),
-             "synthetic": naming.derivative_path(output_dir, ce, "dseg", NIFTI, space=SPACE,
-                                                 desc="synthetic")}
-    if job.reference_path:
-        paths["real"] = naming.derivative_path(output_dir, reference_entities(job), "dseg",
-                                               NIFTI, space=SPACE)
-    return paths
-
-
-def cache_path(job, output_dir: Path) -> Path:
-    return Path(output_dir) / "group" / "sessions" / naming.derivative_name(
-        job.entities, "measures", ".json", space=SPACE)
+    """image name (real, ce, synthetic) -> its GM/WM/CSF labels file."""
+    return {key[len("dseg_"):]: path
+            for key, path in spec.predict(job, output_dir, ("group",)).items()}
 
 
 def input_fingerprint(job, output_dir: Path) -> dict:
-    """The FileSha256 the participant level recorded for each input (checked by is_complete)."""
-    outputs = planned_outputs(job, output_dir)
+    """The FileSha256 the participant level recorded for each input (checked by spec.complete)."""
+    outputs = spec.predict(job, output_dir)
     return {key: derivatives.read_sidecar(outputs[key])["FileSha256"]
             for key in INPUT_KEYS if key in outputs}
 
@@ -74,7 +62,7 @@ def _settings() -> dict:
 
 def cached_measures(job, output_dir: Path):
     """The cached numbers when they still describe the current inputs, else None."""
-    path = cache_path(job, output_dir)
+    path = spec.session_measures(job, output_dir)
     if not path.is_file():
         return None
     try:
@@ -165,7 +153,7 @@ def measure_session(job, output_dir: Path, seed: int, provenance: dict) -> dict:
     cached = cached_measures(job, output_dir)
     if cached is not None:
         return {**cached, "reused": True}
-    outputs = planned_outputs(job, output_dir)
+    outputs = spec.predict(job, output_dir)
     fingerprint = input_fingerprint(job, output_dir)
     has_real = "ref_crop" in outputs
     volumes = {"ce": _load(outputs["ce_crop"]), "synthetic": _load(outputs["synthetic_crop"])}
@@ -209,5 +197,5 @@ def measure_session(job, output_dir: Path, seed: int, provenance: dict) -> dict:
                                  seed)
         result["volumes_template_cm3"]["real_repeat"] = tissues.volumes_cm3(repeat)
         result["segmentation_seconds"]["real_repeat"] = round(time.perf_counter() - started, 1)
-    atomic.write_json(cache_path(job, output_dir), result)
+    atomic.write_json(spec.session_measures(job, output_dir), result)
     return {**result, "reused": False}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gado_bids import __version__
 from gado_bids.errors import ExitCode
-from gado_bids.outputs import atomic
+from gado_bids.outputs import atomic, spec
 
 LOG = logging.getLogger("gadosynth")
 
@@ -48,13 +48,9 @@ class RunSummary:
             (LOG.error if result.status == "failed" else LOG.info)(line)
 
 
-def status_path(output_dir: Path, label: str) -> Path:
-    return Path(output_dir) / "logs" / f"sub-{label}_participant-status.json"
-
-
 def record_status(output_dir: Path, result: ParticipantResult):
     """Leave the participant's outcome where the group level can name failures, not guess."""
-    atomic.write_json(status_path(output_dir, result.label), {
+    atomic.write_json(spec.participant_status(output_dir, result.label), {
         **asdict(result), "seconds": round(result.seconds, 1), "gadosynth": __version__,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
@@ -62,6 +58,6 @@ def record_status(output_dir: Path, result: ParticipantResult):
 def recorded_status(output_dir: Path, label: str):
     """The last participant-level outcome recorded for this participant, or None."""
     try:
-        return json.loads(status_path(output_dir, label).read_text())
+        return json.loads(spec.participant_status(output_dir, label).read_text())
     except (OSError, ValueError):
         return None
