@@ -58,6 +58,21 @@ def test_defaults_are_documented_values():
                                                                        False)
 
 
+def test_the_workflows_get_a_typed_run_configuration_of_every_option():
+    """Every option the parser defines is a RunConfig field and back: a new option cannot be
+    forgotten on the way to the workflows, nor a field read that no option sets."""
+    import dataclasses
+    from gado_bids.cli.main import run_config
+    from gado_bids.workflows.config import RunConfig
+    parser = build_parser()
+    options = {a.dest for a in parser._actions if a.dest not in ("help", "version")}
+    assert options == {f.name for f in dataclasses.fields(RunConfig)}
+    config = run_config(parser.parse_args(["b", "o", "participant", "--n_procs", "2"]))
+    assert isinstance(config, RunConfig) and config.n_procs == 2 and config.seed == 42
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.seed = 1
+
+
 def test_boutiques_descriptor_matches_the_parser():
     descriptor = json.loads((REPO / "gado_bids" / "resources" / "boutiques.json").read_text())
     parser = build_parser()
@@ -113,3 +128,18 @@ def test_help_readme_and_boutiques_describe_the_group_level_that_exists():
     assert "similarity" in group_help and "volumes" in group_help and "report" in group_help
     assert "similarity and tissue-volume report" in json.dumps(descriptor)
     assert "## Group level" in readme
+
+
+def test_training_options_are_the_training_configuration():
+    """gadosynth-train's options are TrainConfig's fields with TrainConfig's defaults (one place
+    for them), and the configuration is built from them without a hand-written copy."""
+    import dataclasses
+    from gado_bids.cli.train import build_parser as build_train_parser
+    from gado_bids.training.config import TrainConfig
+    args = build_train_parser().parse_args(["bids", "work"])
+    for field in dataclasses.fields(TrainConfig):
+        assert getattr(args, field.name) == getattr(TrainConfig(), field.name), field.name
+    args = build_train_parser().parse_args(["bids", "work", "--simulated_enhancement", "0.3",
+                                            "--no_blur_matching", "--distribution_loss", "2"])
+    assert (args.simulated_fraction, args.blur_matched, args.distribution_weight) == \
+        (0.3, False, 2.0)

@@ -83,7 +83,8 @@ def test_blur_matched_loss_does_not_reward_blur():
     """A thick-slice target is the sharp image blurred: the blur-matched loss scores the sharp
     output (the input's detail) as right and a blurred output as worse; the plain loss would
     reward the blur."""
-    from gado_bids.training.loop import TrainConfig, gaussian_blur, training_loss
+    from gado_bids.training.config import TrainConfig
+    from gado_bids.training.loop import gaussian_blur, training_loss
     torch.manual_seed(0)
     sharp = torch.rand(1, 1, 24, 24, 24)
     sigma = (0.0, 0.0, 1.5)
@@ -109,7 +110,8 @@ def test_histogram_term_makes_a_flattened_texture_cost():
     """Where the target's texture cannot be predicted (here: noise independent of the input),
     the voxel-wise error is lowest for the flattened mean image; with the histogram term an
     image with the target's own spread of intensities scores better."""
-    from gado_bids.training.loop import TrainConfig, distribution_error, training_loss
+    from gado_bids.training.config import TrainConfig
+    from gado_bids.training.loop import distribution_error, training_loss
     generator = torch.Generator().manual_seed(0)
     tissue = torch.where(torch.rand(1, 1, 20, 20, 20, generator=generator) < 0.5, 0.4, 0.7)
     target = tissue + 0.05 * torch.randn(tissue.shape, generator=generator)
@@ -305,7 +307,8 @@ def test_simulated_inputs_are_built_on_the_chosen_scan(on_ce):
     is non-zero, and nothing else; the target is left untouched."""
     import numpy as np
     from gado_bids.training.cache import TrainingPair
-    from gado_bids.training.loop import TrainConfig, _batch
+    from gado_bids.training.config import TrainConfig
+    from gado_bids.training.loop import _batch
     rng = np.random.default_rng(0)
     ce = rng.uniform(0.2, 0.4, (32, 32, 32)).astype(np.float32)
     target = rng.uniform(0.2, 0.4, (32, 32, 32)).astype(np.float32)

@@ -1,10 +1,12 @@
 """`run.py` / `gadosynth`: parse, set up the process, dispatch, turn errors into exit codes."""
+import dataclasses
 import logging
 import signal
 import sys
 
 from gado_bids.cli.parser import build_parser
 from gado_bids.errors import ExitCode, GadoError, Terminated
+from gado_bids.workflows.config import RunConfig
 
 LOG = logging.getLogger("gadosynth")
 
@@ -20,8 +22,13 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
+def run_config(namespace) -> RunConfig:
+    return RunConfig(**{field.name: getattr(namespace, field.name)
+                        for field in dataclasses.fields(RunConfig)})
+
+
 def main(argv=None, prog="gadosynth") -> int:
-    args = build_parser(prog).parse_args(argv)
+    args = run_config(build_parser(prog).parse_args(argv))
     configure_logging()
     signal.signal(signal.SIGTERM, _raise_terminated)
     from gado_bids import runtime

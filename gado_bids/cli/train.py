@@ -5,6 +5,7 @@ exactly as at inference and cached under work_dir/cache. Interrupt at any time: 
 same command resumes from the last epoch's checkpoint.
 """
 import argparse
+from dataclasses import fields
 import logging
 import shlex
 import sys
@@ -12,6 +13,9 @@ from pathlib import Path
 
 from gado_bids.cli.parser import BidsAppArgumentParser, _bids_label, _device, _positive_int
 from gado_bids.errors import GadoError
+from gado_bids.training.config import TrainConfig
+
+DEFAULTS = TrainConfig()
 
 
 def build_parser():
@@ -24,68 +28,78 @@ def build_parser():
                         metavar="LABEL", help="train on these participants only")
     parser.add_argument("--ce_label", default="gadolinium", type=_bids_label("ce-"))
     parser.add_argument("--model", choices=["attention-unet", "res-unet"],
-                        default="attention-unet", help="default: %(default)s")
-    parser.add_argument("--formulation", choices=["enhancement", "direct"], default="enhancement",
+                        default=DEFAULTS.model, help="default: %(default)s")
+    parser.add_argument("--formulation", choices=["enhancement", "direct"],
+                        default=DEFAULTS.formulation,
                         help="enhancement (default): 1 mm grid, image = intensity curve of the "
                              "input minus a non-negative enhancement map; direct: gadosynth "
                              "0.1's and the paper's 128^3 grid, image predicted directly")
-    parser.add_argument("--width", type=_positive_int, default=16,
+    parser.add_argument("--width", type=_positive_int, default=DEFAULTS.width,
                         help="channels of the first level (doubles per level; default 16)")
-    parser.add_argument("--epochs", type=_positive_int, default=100, help="default: %(default)s")
-    parser.add_argument("--batch_size", type=_positive_int, default=2, help="default: %(default)s")
+    parser.add_argument("--epochs", type=_positive_int, default=DEFAULTS.epochs,
+                        help="default: %(default)s")
+    parser.add_argument("--batch_size", type=_positive_int, default=DEFAULTS.batch_size,
+                        help="default: %(default)s")
     parser.add_argument("--crop_size", type=int, choices=[32, 48, 64, 80, 96, 112, 128],
-                        default=64, help="training crop edge in voxels; 128 = whole volume "
+                        default=DEFAULTS.crop_size,
+                        help="training crop edge in voxels; 128 = whole volume "
                                          "(GPU). Default: %(default)s")
-    parser.add_argument("--loss", choices=["mse", "l1"], default="mse",
+    parser.add_argument("--loss", choices=["mse", "l1"], default=DEFAULTS.loss,
                         help="mse (default: learns much faster on skull-stripped BraTS-style "
                              "pairs; see the model card) or l1 as in the paper")
     parser.add_argument("--no_blur_matching", dest="blur_matched", action="store_false",
                         help="compare the output with thick-slice targets as it is, instead of "
                              "blurred by the target's measured blur (gadosynth 0.1's loss)")
-    parser.add_argument("--weight_3d", type=float, default=2.0,
+    parser.add_argument("--weight_3d", type=float, default=DEFAULTS.weight_3d,
                         help="loss weight of pairs whose target is a sharp 3D scan "
                              "(default: %(default)s)")
-    parser.add_argument("--curve_loss", choices=["quantile", "mse"], default="quantile",
+    parser.add_argument("--curve_loss", choices=["quantile", "mse"],
+                        default=DEFAULTS.curve_loss,
                         help="how the intensity curve learns (enhancement formulation): "
                              "quantile (default) gives each scan its target's intensity "
                              "distribution; mse regresses it voxel by voxel, which flattens "
                              "grey/white contrast")
-    parser.add_argument("--enhancement_l1", type=float, default=0.0,
+    parser.add_argument("--enhancement_l1", type=float, default=DEFAULTS.enhancement_l1,
                         help="weight of the enhancement map's mean in the loss (sparsity; "
                              "enhancement formulation). Default: %(default)s")
     parser.add_argument("--distribution_loss", dest="distribution_weight", type=float,
-                        default=0.0,
+                        default=DEFAULTS.distribution_weight,
                         help="weight of the intensity-histogram term of each crop (sorted "
                              "values of the blur-matched output against the target's): a "
                              "shaved white-matter top costs here. Default: %(default)s")
-    parser.add_argument("--learning_rate", type=float, default=5e-4, help="Adam; default 5e-4")
-    parser.add_argument("--n_validation", type=_positive_int, default=7,
+    parser.add_argument("--learning_rate", type=float, default=DEFAULTS.learning_rate,
+                        help="Adam; default %(default)s")
+    parser.add_argument("--n_validation", type=_positive_int, default=DEFAULTS.n_validation,
                         help="subjects held out for validation (default: %(default)s)")
-    parser.add_argument("--n_validation_3d", type=int, default=0,
+    parser.add_argument("--n_validation_3d", type=int, default=DEFAULTS.n_validation_3d,
                         help="of the --n_validation subjects, how many have a sharp 3D reference "
                              "(reference class measured when caching). Default: 0 (no split "
                              "by class)")
     parser.add_argument("--validation_subjects", nargs="+", type=_bids_label("sub-"),
+                        default=DEFAULTS.validation_subjects,
                         metavar="LABEL", help="hold out exactly these subjects instead")
-    parser.add_argument("--validate_every", type=_positive_int, default=1,
+    parser.add_argument("--validate_every", type=_positive_int,
+                        default=DEFAULTS.validate_every,
                         help="validate every N epochs (default: %(default)s)")
-    parser.add_argument("--augmentation", type=float, default=1.0,
+    parser.add_argument("--augmentation", type=float, default=DEFAULTS.augmentation,
                         help="augmentation strength, 0 disables (default: %(default)s)")
-    parser.add_argument("--init", default="scratch",
+    parser.add_argument("--init", default=DEFAULTS.init,
                         help="scratch, bundled (fine-tune the bundled weights) or a weights file")
-    parser.add_argument("--simulated_enhancement", type=float, default=0.0, metavar="FRACTION",
+    parser.add_argument("--simulated_enhancement", dest="simulated_fraction", type=float,
+                        default=DEFAULTS.simulated_fraction, metavar="FRACTION",
                         help="share of training inputs replaced by the real non-contrast scan "
                              "plus simulated enhancement (dura, sinus, veins, choroid plexus, "
                              "ring lesion); validation stays on real pairs. Default: 0")
-    parser.add_argument("--simulated_on_ce", type=float, default=0.0, metavar="FRACTION",
+    parser.add_argument("--simulated_on_ce", type=float, default=DEFAULTS.simulated_on_ce,
+                        metavar="FRACTION",
                         help="share of the simulated inputs that add the enhancement to the real "
                              "ce scan instead of the non-contrast scan (the target stays the "
                              "non-contrast scan), so that removal is also learnt on images that "
                              "look post-contrast. Default: 0")
-    parser.add_argument("--max_minutes", type=float, default=0.0,
+    parser.add_argument("--max_minutes", type=float, default=DEFAULTS.max_minutes,
                         help="train fewer epochs than --epochs if needed to end within this "
-                             "many minutes (timed on the first validated epoch after the first); 0: no "
-                             "limit")
+                             "many minutes (timed on the first validated epoch after the "
+                             "first); 0: no limit")
     parser.add_argument("--pairs_from_cache", action="store_true",
                         help="train on the pairs already cached in work_dir/cache without "
                              "reading bids_dir (e.g. on a GPU machine without ANTs)")
@@ -93,7 +107,7 @@ def build_parser():
                         help="a gadosynth participant-level output folder: its preprocessing "
                              "outputs are reused for the pairs where they are complete and were "
                              "made from the same input bytes (the rest are preprocessed)")
-    parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="default: %(default)s")
     parser.add_argument("--device", type=_device, default="auto")
     parser.add_argument("--nthreads", type=_positive_int, help="CPU threads")
     parser.add_argument("--cache_only", action="store_true",
@@ -154,7 +168,7 @@ def main(argv=None) -> int:
     try:
         from gado_bids.model.device import resolve_device
         from gado_bids.training.cache import cached_pairs, load_pair
-        from gado_bids.training.loop import TrainConfig, train
+        from gado_bids.training.loop import train
         runtime.apply_torch_threads(args.nthreads)
         if not (0 <= args.simulated_enhancement <= 1 and 0 <= args.simulated_on_ce <= 1):
             raise ValueError("--simulated_enhancement and --simulated_on_ce are fractions "
@@ -171,21 +185,7 @@ def main(argv=None) -> int:
             return 0
         device = resolve_device(args.device)
         pairs = [load_pair(p) for p in paths]
-        config = TrainConfig(model=args.model, formulation=args.formulation, width=args.width,
-                             epochs=args.epochs, blur_matched=args.blur_matched,
-                             weight_3d=args.weight_3d, enhancement_l1=args.enhancement_l1,
-                             distribution_weight=args.distribution_weight,
-                             curve_loss=args.curve_loss,
-                             n_validation_3d=args.n_validation_3d,
-                             batch_size=args.batch_size, crop_size=args.crop_size,
-                             learning_rate=args.learning_rate, seed=args.seed,
-                             n_validation=args.n_validation,
-                             validation_subjects=args.validation_subjects or [],
-                             validate_every=args.validate_every, augmentation=args.augmentation,
-                             init=args.init, loss=args.loss,
-                             simulated_fraction=args.simulated_enhancement,
-                             simulated_on_ce=args.simulated_on_ce,
-                             max_minutes=args.max_minutes)
+        config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
         command = "gadosynth-train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         summary = train(pairs, args.work_dir, config, device, command)
     except GadoError as error:

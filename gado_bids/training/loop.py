@@ -29,7 +29,7 @@ import math
 import platform
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ from gado_bids.model.weights import load_bundled, load_weights, save_weights
 from gado_bids.outputs import atomic
 from gado_bids.preprocessing import grids
 from gado_bids.training import simulated_enhancement
+from gado_bids.training.config import TrainConfig
 from gado_bids.training.augment import augment, random_crop_origin
 
 LOG = logging.getLogger("gadosynth.train")
@@ -54,33 +55,6 @@ LOG_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "val_mae", "val_psnr",
 
 
 GRIDS = {"enhancement": "1mm", "direct": "128"}
-
-
-@dataclass
-class TrainConfig:
-    model: str = "attention-unet"
-    formulation: str = "enhancement"  # networks.FORMULATIONS; the grid follows (GRIDS)
-    width: int = 16
-    epochs: int = 100
-    batch_size: int = 2
-    crop_size: int = 64
-    learning_rate: float = 5e-4
-    seed: int = 0
-    n_validation: int = 7
-    validate_every: int = 1
-    augmentation: float = 1.0
-    init: str = "scratch"  # scratch | bundled | path to a weights file
-    loss: str = "mse"  # mse | l1 (the paper's)
-    blur_matched: bool = True  # compare thick-slice targets with the output blurred like them
-    weight_3d: float = 2.0  # weight of pairs whose target is a sharp 3D scan
-    enhancement_l1: float = 0.0  # sparsity of the enhancement map (enhancement formulation)
-    distribution_weight: float = 0.0  # weight of the crop's sorted-value (histogram) term
-    curve_loss: str = "quantile"  # quantile | mse: how the intensity curve learns (see below)
-    simulated_fraction: float = 0.0  # share of training inputs with simulated enhancement
-    simulated_on_ce: float = 0.0  # share of those built on the real ce scan, not the target
-    max_minutes: float = 0.0  # > 0: fewer epochs so that training ends within this time
-    n_validation_3d: int = 0  # of the n_validation, how many with a sharp 3D reference
-    validation_subjects: list = field(default_factory=list)  # fixed list overrides n_validation
 
 
 def split_subjects(subjects, n_validation, seed, fixed=None, classes=None, n_3d=0):

@@ -5,6 +5,7 @@ from pathlib import Path
 from gado_bids import runtime
 from gado_bids.errors import ExitCode, GadoError
 from gado_bids.outputs import derivatives
+from gado_bids.workflows.config import RunConfig
 from gado_bids.workflows.inputs import open_input
 from gado_bids.workflows.scratch import work_area
 
@@ -15,7 +16,7 @@ def _check_participant_outputs(output_dir: Path):
                         "participant level first", ExitCode.NO_INPUT)
 
 
-def run_group_level(args) -> int:
+def run_group_level(args: RunConfig) -> int:
     bids_dir, description, selection = open_input(args)
     output_dir = derivatives.check_output_location(bids_dir, args.output_dir)
     _check_participant_outputs(output_dir)

@@ -13,6 +13,7 @@ from pathlib import Path
 from gado_bids import runtime
 from gado_bids.errors import ExitCode, GadoError
 from gado_bids.outputs import derivatives
+from gado_bids.workflows.config import RunConfig
 from gado_bids.workflows.inputs import open_input
 from gado_bids.workflows.scratch import work_area
 from gado_bids.workflows.summary import RunSummary, record_status
@@ -48,7 +49,7 @@ def _record_failure(output_dir, summary, subject, failure, started):
         LOG.warning("sub-%s: status not recorded: %s", subject, error)
 
 
-def run_participant_level(args) -> int:
+def run_participant_level(args: RunConfig) -> int:
     bids_dir, description, selection = open_input(args)
     output_dir = derivatives.prepare_output_dataset(bids_dir, args.output_dir, description,
                                                     args.overwrite)

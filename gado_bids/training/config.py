@@ -1,0 +1,30 @@
+"""The training run's settings, one place for their defaults: gadosynth-train's options take
+theirs from here (cli.train), and the run records them in its checkpoints and summary."""
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    model: str = "attention-unet"
+    formulation: str = "enhancement"  # networks.FORMULATIONS; the grid follows (GRIDS)
+    width: int = 16
+    epochs: int = 100
+    batch_size: int = 2
+    crop_size: int = 64
+    learning_rate: float = 5e-4
+    seed: int = 0
+    n_validation: int = 7
+    validate_every: int = 1
+    augmentation: float = 1.0
+    init: str = "scratch"  # scratch | bundled | path to a weights file
+    loss: str = "mse"  # mse | l1 (the paper's)
+    blur_matched: bool = True  # compare thick-slice targets with the output blurred like them
+    weight_3d: float = 2.0  # weight of pairs whose target is a sharp 3D scan
+    enhancement_l1: float = 0.0  # sparsity of the enhancement map (enhancement formulation)
+    distribution_weight: float = 0.0  # weight of the crop's sorted-value (histogram) term
+    curve_loss: str = "quantile"  # quantile | mse: how the intensity curve learns (see below)
+    simulated_fraction: float = 0.0  # share of training inputs with simulated enhancement
+    simulated_on_ce: float = 0.0  # share of those built on the real ce scan, not the target
+    max_minutes: float = 0.0  # > 0: fewer epochs so that training ends within this time
+    n_validation_3d: int = 0  # of the n_validation, how many with a sharp 3D reference
+    validation_subjects: list = field(default_factory=list)  # fixed list overrides n_validation
