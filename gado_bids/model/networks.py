@@ -1,8 +1,8 @@
-"""The paper's two 3D U-Nets, 1 channel in, 1 channel out.
+"""The paper's two 3D U-Nets, 1 channel in, 1 channel out, both UNet3D (build_model):
 
-- AttentionUNet: five descending levels, four ascending, attention gates (Oktay et al. 2018) on
-  the skip connections. The default.
-- ResidualUNet: the same encoder-decoder with a residual module after each descending block and
+- "attention-unet": five descending levels, four ascending, attention gates (Oktay et al. 2018,
+  AttentionGate) on the skip connections. The default.
+- "res-unet": the same encoder-decoder with a ResidualModule after each descending block and
   plain skip connections.
 
 Normalisation: ChannelNorm, a LayerNorm over channels at each voxel. Its statistics depend on

@@ -128,7 +128,7 @@ STATISTICS_COLUMNS = {
     "note": "why a test was not computed, when it was not",
 }
 
-SESSIONS_COLUMNS = {
+SESSION_STATUS_COLUMNS = {
     **SESSION_COLUMNS,
     "has_non_contrast": "whether the session has a real non-contrast T1w to compare with",
     "status": "measured | no_non_contrast (volumes only, left out of paired statistics) | "

@@ -76,6 +76,3 @@ def network_to_crop(volume: np.ndarray, order: int = 1) -> np.ndarray:
 def as_crop_image(volume: np.ndarray) -> nib.Nifti1Image:
     return nib.Nifti1Image(np.asarray(volume, np.float32), cropped_template_affine())
 
-
-def as_network_image(volume: np.ndarray) -> nib.Nifti1Image:
-    return nib.Nifti1Image(np.asarray(volume, np.float32), network_affine())

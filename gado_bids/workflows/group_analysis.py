@@ -4,10 +4,10 @@ Table 1: is the synthetic image closer to the real non-contrast scan than the ce
 (MAE, PSNR, SSIM; plain and resolution-matched, native grid primary, against the two non-learned
 baselines too)? Table 2: are GM/WM/CSF volumes measured on it closer (paired t-tests,
 Bonferroni), beside the segmentation's own repeatability? Every table is given per reference
-class (3D / thick-slice) next to the overall one. Built only from participant-level outputs; per-session numbers are cached and reused
-(session_measures). Sessions that cannot take part are listed with the reason, never dropped
-silently.
-"""
+class (3D / thick-slice) next to the overall one. Built only from participant-level outputs;
+per-session numbers are cached and reused (session_measures). Sessions that cannot take part are
+listed with the reason, never dropped silently. Entered from workflows.group, inside the run's
+scratch folder."""
 import functools
 import logging
 import multiprocessing
@@ -281,7 +281,7 @@ def analyse_group(args, selection, description, output_dir: Path) -> int:
                              _formatted(evaluation_rows))
     group_tables.write_table(paths["evaluation_summary"],
                              group_tables.EVALUATION_SUMMARY_COLUMNS, _formatted(summary_rows))
-    group_tables.write_table(paths["sessions"], group_tables.SESSIONS_COLUMNS, sessions)
+    group_tables.write_table(paths["sessions"], group_tables.SESSION_STATUS_COLUMNS, sessions)
     group_tables.write_table(paths["similarity"], group_tables.SIMILARITY_COLUMNS,
                              similarity_rows)
     group_tables.write_table(paths["volumes"], group_tables.VOLUME_COLUMNS, volume_rows)
