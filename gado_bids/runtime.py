@@ -32,3 +32,16 @@ def redirect_scratch(work_dir: Path):
         folder.mkdir(parents=True, exist_ok=True)
         os.environ[variable] = str(folder)
     tempfile.tempdir = os.environ["TMPDIR"]
+
+
+def worker_threads(nthreads, n_procs: int) -> int:
+    """Threads for each of n_procs worker processes sharing --nthreads (default: every core)."""
+    return max(1, (nthreads or os.cpu_count() or 1) // n_procs)
+
+
+def spawn_pool(n_procs: int, initializer, initargs=()):
+    """A process pool started with 'spawn': the main process may hold a CUDA context or ITK
+    threads, which must not be forked."""
+    import multiprocessing
+    return multiprocessing.get_context("spawn").Pool(n_procs, initializer=initializer,
+                                                     initargs=initargs)

@@ -8,14 +8,12 @@ box plots; a Bland-Altman plot per tissue; then one row per session, and each se
 at full resolution (with a zoomed cortical patch) linking to
 its participant QC page. Table cells print the TSVs' own strings (tests compare them).
 """
-import base64
 import html
-import io
 from pathlib import Path
 
 import numpy as np
 
-from gado_bids import __version__
+from gado_bids import __version__, figures
 from gado_bids.metrics.tissues import TISSUES
 from gado_bids.outputs import atomic
 
@@ -26,20 +24,6 @@ STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-c
          "th{background:#f3f3f3}td.l,th.l{text-align:left}img{max-width:100%}.warn{color:#a40}"
          "img.thumb{max-width:none;image-rendering:pixelated}figure{margin:1em 0;overflow-x:auto}"
          ".wide{overflow-x:auto}")
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _encode(figure) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=72)
-    _pyplot().close(figure)
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 PATCH = 40  # voxels (mm) of the zoomed cortical patch
@@ -62,7 +46,6 @@ def _cortical_patch(mask_slice) -> tuple:
 def thumbnail(slices, mask_slice) -> str:
     """Axial slices side by side (ce | synthetic | real) at full resolution, a box on each where
     the cortical patch below them, zoomed x3, was taken: blur and contrast show without a viewer."""
-    plt = _pyplot()
     x0, y0 = _cortical_patch(np.asarray(mask_slice, bool))
     full, zoomed = [], []
     for image in slices:
@@ -79,9 +62,7 @@ def thumbnail(slices, mask_slice) -> str:
                       np.float32)
     canvas[:top.shape[0], :top.shape[1]] = top
     canvas[top.shape[0]:, :bottom.shape[1]] = bottom
-    buffer = io.BytesIO()
-    plt.imsave(buffer, canvas, cmap="gray", vmin=0, vmax=1, format="png")
-    return base64.b64encode(buffer.getvalue()).decode()
+    return figures.base64_text(figures.image_png_bytes(canvas, cmap="gray", vmin=0, vmax=1))
 
 
 def _table(header, rows, left_columns=1, row_ids=None) -> str:
@@ -191,7 +172,7 @@ def evaluation_table(summary_rows, subset) -> str:
 
 
 def _box_plots(similarity_rows, volume_rows) -> str:
-    plt = _pyplot()
+    plt = figures.pyplot()
     figure, axes = plt.subplots(1, 6, figsize=(18, 3.4))
     for axis, (metric, label) in zip(axes[:3], METRICS):
         data = [[float(r[f"{metric}_{image}"]) for r in similarity_rows]
@@ -206,12 +187,12 @@ def _box_plots(similarity_rows, volume_rows) -> str:
         axis.set_xticks([1, 2], ["ce", "synthetic"])
         axis.set_title(f"|ΔV| {tissue} (cm³)")
     figure.tight_layout()
-    return _encode(figure)
+    return figures.base64_text(figures.png_bytes(figure, dpi=72))
 
 
 def _bland_altman(volume_rows) -> str:
     """Per tissue: difference to the real volume against the pair's mean, with 95% limits."""
-    plt = _pyplot()
+    plt = figures.pyplot()
     figure, axes = plt.subplots(1, 3, figsize=(15, 4))
     for axis, tissue in zip(axes, TISSUES):
         rows = [r for r in volume_rows if r["tissue"] == tissue]
@@ -229,7 +210,7 @@ def _bland_altman(volume_rows) -> str:
         axis.set_xlabel("mean of the two volumes (cm³)")
         axis.legend(fontsize=8)
     figure.tight_layout()
-    return _encode(figure)
+    return figures.base64_text(figures.png_bytes(figure, dpi=72))
 
 
 def write_group_report(path: Path, sessions, similarity_rows, volume_rows, statistics_rows,

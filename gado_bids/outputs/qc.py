@@ -1,7 +1,8 @@
 """QC figures: enough to see a failed registration or mask at a glance."""
-import io
 
 import numpy as np
+
+from gado_bids import figures
 
 
 def _planes(volume, centre):
@@ -12,9 +13,7 @@ def _planes(volume, centre):
 def registration_figure(rows, template_mask, title) -> bytes:
     """PNG bytes. rows: [(label, crop volume, crop mask)]; template outline in red, scan mask in
     green."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
     centre = [int(c) for c in np.round(np.argwhere(template_mask).mean(axis=0))]
     figure, axes = plt.subplots(len(rows), 3, figsize=(9, 3.2 * len(rows)), squeeze=False)
     for row, (label, volume, mask) in enumerate(rows):
@@ -29,7 +28,4 @@ def registration_figure(rows, template_mask, title) -> bytes:
         axes[row][0].set_title(label, loc="left", fontsize=9)
     figure.suptitle(f"{title}\nred: template brain, green: scan's brain mask", fontsize=9)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80)
-    plt.close(figure)
-    return buffer.getvalue()
+    return figures.png_bytes(figure, dpi=80)

@@ -5,28 +5,18 @@ the enhancement the network removed (desc-enhancement: where contrast was, for Q
 review), the real non-contrast scan when there is one, all with the brain-mask outline; then the
 registration figure.
 """
-import base64
 import html
-import io
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from gado_bids import __version__
+from gado_bids import __version__, figures
 from gado_bids.outputs import atomic, derivatives, spec
 
 
-def _png(figure) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=70)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
 def _scan_figure(outputs):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
     load = lambda key: nib.load(str(outputs[key])).get_fdata(dtype=np.float32)
     ce, synthetic, mask = load("ce_crop"), load("synthetic_crop"), load("ce_mask") > 0
     columns = [("ce input", ce, "gray", (0, 1)), ("synthetic", synthetic, "gray", (0, 1)),
@@ -45,8 +35,7 @@ def _scan_figure(outputs):
             axis.set_axis_off()
         axes[0][column].set_title(title, fontsize=10)
     figure.tight_layout()
-    encoded = _png(figure)
-    plt.close(figure)
+    encoded = figures.base64_text(figures.png_bytes(figure, dpi=70))
     return encoded
 
 
@@ -55,7 +44,7 @@ def write_participant_page(subject: str, jobs, output_dir: Path) -> Path:
     for job in jobs:
         outputs = spec.predict(job, output_dir)
         sidecar = derivatives.read_sidecar(outputs["synthetic_crop"])
-        registration = base64.b64encode(outputs["qc_registration"].read_bytes()).decode()
+        registration = figures.base64_text(outputs["qc_registration"].read_bytes())
         facts = {key: sidecar.get(key) for key in ("Model", "Formulation", "NetworkGrid",
                                                    "WeightsSha256", "Device",
                                                    "Precision", "BrainMaskMethod",

@@ -10,8 +10,6 @@ listed with the reason, never dropped silently. Entered from workflows.group, in
 scratch folder."""
 import functools
 import logging
-import multiprocessing
-import os
 import time
 from pathlib import Path
 
@@ -67,10 +65,9 @@ def _measure_all(jobs, output_dir, args, provenance):
         for job in jobs:
             yield _measure_one(job, output_dir, args.seed, provenance)
         return
-    threads = max(1, (args.nthreads or os.cpu_count() or 1) // n_procs)
+    threads = runtime.worker_threads(args.nthreads, n_procs)
     LOG.info("%d worker processes measure sessions (%d thread(s) each)", n_procs, threads)
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(n_procs, initializer=runtime.limit_threads, initargs=(threads,)) as pool:
+    with runtime.spawn_pool(n_procs, runtime.limit_threads, (threads,)) as pool:
         yield from pool.imap(functools.partial(_measure_one, output_dir=output_dir,
                                                seed=args.seed, provenance=provenance), jobs)
 

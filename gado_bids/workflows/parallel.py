@@ -11,7 +11,6 @@ context, which must not be forked.
 """
 import collections
 import logging
-import multiprocessing
 import signal
 import time
 
@@ -57,9 +56,8 @@ def prepared_participants(subjects_jobs, n_procs, threads_per_process, output_di
             yield subject, jobs, prepared, None, seconds
         return
 
-    context = multiprocessing.get_context("spawn")
-    pool = context.Pool(n_procs, initializer=_worker_init,
-                        initargs=(threads_per_process, str(work_dir), LOG.getEffectiveLevel()))
+    pool = runtime.spawn_pool(n_procs, _worker_init,
+                              (threads_per_process, str(work_dir), LOG.getEffectiveLevel()))
     pending = collections.deque()
     queue = iter(enumerate(subjects_jobs, 1))
 

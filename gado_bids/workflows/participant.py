@@ -5,7 +5,6 @@ never stops the others; the run ends with a summary and exit code 1 if anything 
 """
 import errno
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +76,7 @@ def run_participant_level(args: RunConfig) -> int:
                          for subject in sorted(selection.jobs_by_subject)
                          if subject not in selection.invalid_participants]
         n_procs = max(1, min(args.n_procs, len(subjects_jobs)))
-        threads = max(1, (args.nthreads or os.cpu_count() or 1) // n_procs)
+        threads = runtime.worker_threads(args.nthreads, n_procs)
         context = RunContext(bids_dir, output_dir, work_dir, args.seed,
                              threads if n_procs > 1 else (args.nthreads or 0), args.overwrite,
                              synthesiser)
