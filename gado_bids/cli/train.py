@@ -176,7 +176,7 @@ def main(argv=None) -> int:
         from gado_bids.training.cache import cached_pairs, load_pair
         from gado_bids.training.loop import train
         runtime.apply_torch_threads(args.nthreads)
-        if not (0 <= args.simulated_enhancement <= 1 and 0 <= args.simulated_on_ce <= 1):
+        if not (0 <= args.simulated_fraction <= 1 and 0 <= args.simulated_on_ce <= 1):
             raise ValueError("--simulated_enhancement and --simulated_on_ce are fractions "
                              "between 0 and 1")
         if args.pairs_from_cache:
