@@ -198,6 +198,7 @@ CURVE_SAMPLES = 40_000  # brain voxels per scan for the quantile loss
 # its target is taken as enhanced (vessels, dura, lesion rims rank near the top only after
 # contrast); see curve_samples.
 ENHANCED_RANK_GAP = 0.15
+ENHANCED_PASSES = 4  # enhancement on voxels already bright ranks high only once the rest is out
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -223,7 +224,10 @@ def curve_samples(pairs, seed: int, descriptors: dict, voxels: str = "unenhanced
         if voxels == "unenhanced":
             inside = pair.mask & (blurred > 0) & (pair.target > 0)
             ce_values, target_values = blurred[inside], pair.target[inside]
-            kept = np.flatnonzero(_ranks(ce_values) - _ranks(target_values) < ENHANCED_RANK_GAP)
+            kept = np.arange(ce_values.size)
+            for _ in range(ENHANCED_PASSES):  # ranks again without the voxels left out so far
+                kept = kept[_ranks(ce_values[kept]) - _ranks(target_values[kept])
+                            < ENHANCED_RANK_GAP]
             index = rng.choice(kept, CURVE_SAMPLES)
             chosen = [ce_values[index], target_values[index]]
         else:
