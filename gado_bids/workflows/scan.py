@@ -4,6 +4,7 @@ run's complete preprocessing), synthesise, write with sidecars.
 Outputs are named and checked by outputs.spec (predict, collect, complete): a scan counts as
 complete only when every one of them exists, loads, and matches the SHA-256 in its sidecar.
 """
+import enum
 import logging
 import shutil
 import tempfile
@@ -15,6 +16,7 @@ import nibabel as nib
 import numpy as np
 
 from gado_bids.discovery.nifti_checks import load_3d_image
+from gado_bids.discovery.selection import ScanJob
 from gado_bids.outputs import atomic, derivatives, qc, spec
 from gado_bids.preprocessing import grids
 from gado_bids.preprocessing import intensity
@@ -55,15 +57,20 @@ def _scan_provenance(context, scan, inputs_sha256) -> dict:
             "TemplateMaskDice": round(scan.template_mask_dice, 4)}
 
 
+class ScanOutcome(enum.Enum):
+    ALREADY_COMPLETE = "outputs already complete, made by these weights"
+    PROCESSED = "processed"
+
+
 @dataclass
 class PreparedScan:
     """A scan preprocessed (in this process or a worker), waiting for synthesis and writing.
 
     reused: the preprocessing outputs already in the output folder were read back instead of
     computed (see reusable_preprocessing); only the synthetic images remain to be written."""
-    job: object
+    job: ScanJob
     ce_image: nib.Nifti1Image
-    session: object  # PreprocessedSession
+    session: PreprocessedSession
     scan_work: Path
     inputs_sha256: dict
     reused: bool = False
@@ -116,14 +123,14 @@ def reusable_preprocessing(job, output_dir: Path, seed: int, inputs_sha256: dict
 
 def prepare_scan(job, output_dir: Path, work_dir: Path, seed: int, overwrite: bool,
                  weights_sha256: str = None):
-    """'complete' when already done by these weights (and not --overwrite), else the
-    PreparedScan. CPU-bound (ANTs) and free of the model, so it can run in a worker process."""
+    """ScanOutcome.ALREADY_COMPLETE when already done by these weights (and not --overwrite),
+    else the PreparedScan. CPU-bound (ANTs) and free of the model, so it can run in a worker process."""
     outputs = spec.predict(job, output_dir)
     complete = set() if overwrite else _complete_keys(job, output_dir)
     if complete == set(outputs) and (weights_sha256 is None or spec.made_with(
             [outputs[key] for key in spec.keys("synthesis")], WeightsSha256=weights_sha256)):
         LOG.info("  %s: outputs complete, skipped", job.key)
-        return "complete"
+        return ScanOutcome.ALREADY_COMPLETE
     for folder in {Path(p).parent for p in outputs.values()}:
         if folder.is_dir() and atomic.remove_abandoned_partials(folder):
             LOG.info("  %s: removed temporary files of a killed run in %s", job.key, folder)
@@ -218,7 +225,7 @@ def _write_preprocessing(prepared: PreparedScan, context, outputs, record):
         Description="QC: registration to the template and brain masks")
 
 
-def finish_scan(prepared: PreparedScan, context) -> str:
+def finish_scan(prepared: PreparedScan, context) -> ScanOutcome:
     """Writing of the preprocessing outputs (unless reused), then synthesis with the run's one
     model and writing of the synthetic images, every file atomically."""
     job, ce_image, session = prepared.job, prepared.ce_image, prepared.session
@@ -278,4 +285,4 @@ def finish_scan(prepared: PreparedScan, context) -> str:
                                     if session.reference else 0))
     LOG.info("  %s: done (preprocessing %s, inference %.1f s, writing %.1f s)", job.key,
              preprocessing, stage_seconds["inference"], stage_seconds["writing"])
-    return "processed"
+    return ScanOutcome.PROCESSED
