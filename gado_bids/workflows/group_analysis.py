@@ -74,11 +74,10 @@ def _measure_all(jobs, output_dir, args, provenance):
 
 def _similarity_row(ids, role, measures) -> dict:
     row = {**ids, "weights_role": role, "reference_class": measures["reference_class"],
-           "mask_voxels": format_value(measures["evaluation"]["native"]["mask_voxels"])}
+           "mask_voxels": measures["evaluation"]["native"]["mask_voxels"]}
     for image in ("ce", "synthetic"):
         for metric in METRICS:
-            row[f"{metric}_{image}"] = format_value(measures["similarity"][image][metric],
-                                                    DECIMALS[metric])
+            row[f"{metric}_{image}"] = measures["similarity"][image][metric]
     return row
 
 
@@ -103,6 +102,8 @@ def _evaluation_rows(ids, role, measures) -> list:
 
 
 def _decimals(column) -> int:
+    if column.endswith("cm3"):
+        return DECIMALS["cm3"]
     for prefix, key in (("MAE", "MAE"), ("PSNR", "PSNR"), ("SSIM", "SSIM"),
                         ("sharpness", "sharpness"), ("top_end", "top_end_percent"),
                         ("relative_blur", "blur")):
@@ -112,6 +113,8 @@ def _decimals(column) -> int:
 
 
 def _formatted(rows) -> list:
+    """Rows of strings for the TSVs and the report; everything is computed from the unrounded
+    rows."""
     return [{k: format_value(v, _decimals(k)) if not isinstance(v, str) else v
              for k, v in row.items()} for row in rows]
 
@@ -169,16 +172,16 @@ def _volume_rows(ids, role, measures) -> list:
         row = {**ids, "weights_role": role, "tissue": tissue,
                "reference_class": measures.get("reference_class", "n/a")}
         for image in ("real", "ce", "synthetic"):
-            row[f"{image}_cm3"] = format_value(template.get(image, {}).get(tissue), 2)
-            row[f"{image}_native_cm3"] = format_value(native.get(image, {}).get(tissue), 2)
+            row[f"{image}_cm3"] = template.get(image, {}).get(tissue)
+            row[f"{image}_native_cm3"] = native.get(image, {}).get(tissue)
         repeat = template.get("real_repeat", {}).get(tissue)
-        row["real_repeat_cm3"] = format_value(repeat, 2)
-        row["repeatability_cm3"] = format_value(
-            abs(template["real"][tissue] - repeat) if repeat is not None else None, 2)
+        row["real_repeat_cm3"] = repeat
+        row["repeatability_cm3"] = abs(template["real"][tissue] - repeat) \
+            if repeat is not None else None
         for image in ("ce", "synthetic"):
             difference = (abs(template["real"][tissue] - template[image][tissue])
                           if "real" in template else None)
-            row[f"abs_diff_{image}_cm3"] = format_value(difference, 2)
+            row[f"abs_diff_{image}_cm3"] = difference
         rows.append(row)
     return rows
 
@@ -270,7 +273,7 @@ def analyse_group(args, selection, description, output_dir: Path) -> int:
                                "synthetic images only, left out of paired statistics")
         LOG.info("[%d/%d] %s: %s in %.0f s", position, len(jobs), job.key,
                  "reused" if measures["reused"] else "measured", seconds)
-    paired_volume_rows = [r for r in volume_rows if r["abs_diff_ce_cm3"] != "n/a"]
+    paired_volume_rows = [r for r in volume_rows if r["abs_diff_ce_cm3"] is not None]
     statistics_rows = _statistics_rows(similarity_rows, paired_volume_rows, evaluation_rows)
     summary_rows = _evaluation_summary(evaluation_rows)
     paths = group_paths(output_dir)
@@ -280,11 +283,13 @@ def analyse_group(args, selection, description, output_dir: Path) -> int:
                              group_tables.EVALUATION_SUMMARY_COLUMNS, _formatted(summary_rows))
     group_tables.write_table(paths["sessions"], group_tables.SESSION_STATUS_COLUMNS, sessions)
     group_tables.write_table(paths["similarity"], group_tables.SIMILARITY_COLUMNS,
-                             similarity_rows)
-    group_tables.write_table(paths["volumes"], group_tables.VOLUME_COLUMNS, volume_rows)
+                             _formatted(similarity_rows))
+    group_tables.write_table(paths["volumes"], group_tables.VOLUME_COLUMNS,
+                             _formatted(volume_rows))
     group_tables.write_table(paths["statistics"], group_tables.STATISTICS_COLUMNS,
                              statistics_rows)
-    write_group_report(paths["report"], sessions, similarity_rows, paired_volume_rows,
+    write_group_report(paths["report"], sessions, _formatted(similarity_rows),
+                       _formatted(paired_volume_rows),
                        statistics_rows, thumbnails, _formatted(summary_rows))
     _log_summary(sessions, statistics_rows, paths)
     if not similarity_rows and not volume_rows:
