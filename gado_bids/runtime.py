@@ -45,3 +45,9 @@ def spawn_pool(n_procs: int, initializer, initargs=()):
     import multiprocessing
     return multiprocessing.get_context("spawn").Pool(n_procs, initializer=initializer,
                                                      initargs=initargs)
+
+
+def seed_ants(seed: int):
+    """ANTs samples voxels at random (registration metrics, Atropos initialisation); this makes
+    both repeatable. Read by ANTs when each call starts."""
+    os.environ["ANTS_RANDOM_SEED"] = str(seed)

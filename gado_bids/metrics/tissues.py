@@ -20,10 +20,10 @@ Native-space volumes rescale template-space ones by |det| of the scan's affine t
 transform maps template points to native points, so 1 template mm3 is |det| native mm3.
 """
 import functools
-import os
 
 import numpy as np
 
+from gado_bids import runtime
 from gado_bids.preprocessing import grids
 from gado_bids.preprocessing.template import template_tissue_probabilities
 
@@ -75,7 +75,7 @@ def segment(image: np.ndarray, mask: np.ndarray, seed: int = 0) -> np.ndarray:
                          f"got {image.shape} and mask {mask.shape}")
     if mask.sum() < 1000:
         raise ValueError(f"brain mask has only {int(mask.sum())} voxels: nothing to segment")
-    os.environ["ANTS_RANDOM_SEED"] = str(seed)
+    runtime.seed_ants(seed)
     as_ants = lambda volume: ants.from_numpy(np.ascontiguousarray(volume, np.float32))
     result = ants.atropos(a=as_ants(image), x=as_ants(mask.astype(np.float32)),
                           i=[as_ants(p) for p in template_priors()], **ATROPOS_SETTINGS)

@@ -17,6 +17,7 @@ from typing import Optional
 import nibabel as nib
 import numpy as np
 
+from gado_bids import runtime
 from gado_bids.preprocessing import brain_mask, grids, intensity, registration
 from gado_bids.preprocessing.template import template_brain_mask, template_t1
 
@@ -125,7 +126,7 @@ def _finish(corrected, mask, mask_ants, method, transforms, invert, timer) -> Pr
 
 def preprocess_session(ce_image: nib.Nifti1Image, reference_image: Optional[nib.Nifti1Image],
                        work_dir: Path, seed: int, mask_method: str = "auto") -> PreprocessedSession:
-    registration.set_seed(seed)
+    runtime.seed_ants(seed)
     template = registration.to_ants(template_t1())
     timer = _Timer()
     _, ce_corrected, ce_mask, ce_mask_ants, ce_method = _mask_and_correct(

@@ -1,10 +1,9 @@
 """ANTs steps through antspyx: N4, affine to the template, rigid within a session, resampling.
 
-Registration is seeded (ANTS_RANDOM_SEED) because antspyx samples 20% of voxels at random for the
+Registration is seeded (runtime.seed_ants) because antspyx samples 20% of voxels at random for the
 affine metric. Each registration writes its transforms to its own fresh folder: antspyx collects
 them by globbing the output prefix, and would pick up a stale transform from an earlier call.
 """
-import os
 import tempfile
 from pathlib import Path
 
@@ -16,10 +15,6 @@ import numpy as np
 # 0.10 mm mean error; 'AffineFast' 6 s for 0.24 mm. The network sees 1.3-1.6 mm voxels, so the
 # faster variant's error is invisible to it; benchmarks/ compares both with Clinica's recipe.
 TEMPLATE_TRANSFORM = "AffineFast"
-
-
-def set_seed(seed: int):
-    os.environ["ANTS_RANDOM_SEED"] = str(seed)
 
 
 def to_ants(image: nib.Nifti1Image) -> "ants.ANTsImage":
