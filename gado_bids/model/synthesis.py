@@ -37,6 +37,22 @@ class Synthesis:
     descriptor: Optional[np.ndarray] = None  # the intensity curve's input (enhancement weights)
 
 
+@torch.no_grad()
+def run_network(model, volume: np.ndarray, device, reduced: bool = False) -> tuple:
+    """(image clipped to [0, 1], enhancement map or None) of one volume on the network's own
+    grid: the one inference path, for the participant level and training's validation."""
+    model.eval()
+    tensor = torch.from_numpy(np.ascontiguousarray(volume, np.float32))[None, None].to(device)
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=reduced):
+        if getattr(model, "formulation", "direct") == "enhancement":
+            mapped, enhancement = model.decompose(tensor)
+            output, enhancement = mapped.float() - enhancement.float(), enhancement.float()
+        else:
+            output, enhancement = model(tensor).float(), None
+    image = output.clamp(0, 1)[0, 0].cpu().numpy()
+    return image, None if enhancement is None else enhancement[0, 0].cpu().numpy()
+
+
 class Synthesiser:
     def __init__(self, model_name: str, device: torch.device, weights_path: Optional[Path] = None,
                  seed: int = 42):
@@ -62,19 +78,8 @@ class Synthesiser:
     def precision(self) -> str:
         return "bf16-autocast" if self.reduced_precision else "fp32"
 
-    @torch.no_grad()
     def _forward(self, volume: np.ndarray, reduced: bool) -> tuple:
-        """(image, enhancement or None) on the network's own grid."""
-        tensor = torch.from_numpy(np.ascontiguousarray(volume, np.float32))[None, None]
-        tensor = tensor.to(self.device)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=reduced):
-            if self.formulation == "enhancement":
-                mapped, enhancement = self.model.decompose(tensor)
-                output, enhancement = mapped.float() - enhancement.float(), enhancement.float()
-            else:
-                output, enhancement = self.model(tensor).float(), None
-        image = output.clamp(0, 1)[0, 0].cpu().numpy()
-        return image, None if enhancement is None else enhancement[0, 0].cpu().numpy()
+        return run_network(self.model, volume, self.device, reduced)
 
     def _network_input(self, crop: np.ndarray) -> np.ndarray:
         return grids.pad_crop(crop) if self.grid == "1mm" else grids.crop_to_network(crop)

@@ -42,6 +42,7 @@ from gado_bids.model.networks import build_model, count_parameters
 from gado_bids.model.weights import load_bundled, load_weights, save_weights
 from gado_bids.outputs import atomic
 from gado_bids.preprocessing import grids
+from gado_bids.model.synthesis import run_network
 from gado_bids.training import simulated_enhancement
 from gado_bids.training.config import TrainConfig
 from gado_bids.training.augment import augment, random_crop_origin
@@ -265,10 +266,8 @@ def _model_output(model, inputs, descriptors=None, detach_curve=False):
 def predict_volume(model, volume: np.ndarray, device, mask=None) -> np.ndarray:
     """Whole-volume inference on the volume's own grid (the 1 mm cropped grid is padded to the
     network's multiple and back); output clipped to [0, 1], zero outside mask."""
-    model.eval()
     padded = volume.shape == grids.CROP_SHAPE
-    tensor = _to_tensor(grids.pad_crop(volume) if padded else volume, device)[None]
-    output = model(tensor).float().clamp(0, 1)[0, 0].cpu().numpy()
+    output = run_network(model, grids.pad_crop(volume) if padded else volume, device)[0]
     output = grids.unpad_crop(output) if padded else output
     return np.where(mask, output, 0.0).astype(np.float32) if mask is not None else output
 
