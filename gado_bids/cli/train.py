@@ -59,12 +59,13 @@ def build_parser():
                              "quantile (default) gives each scan its target's intensity "
                              "distribution; mse regresses it voxel by voxel, which flattens "
                              "grey/white contrast")
-    parser.add_argument("--curve_voxels", choices=["unenhanced", "all"],
+    parser.add_argument("--curve_voxels", choices=["all", "unenhanced"],
                         default=DEFAULTS.curve_voxels,
                         help="voxels whose intensity distributions the quantile curve loss "
-                             "matches: unenhanced (default: the same voxels of both scans, "
-                             "without those much brighter after contrast) or all (0.2's "
-                             "weights: squeezes white matter under the enhancement)")
+                             "matches: all (default, the bundled weights' recipe) or "
+                             "unenhanced (the same voxels of both scans, without those much "
+                             "brighter after contrast: keeps the white-matter top, but the "
+                             "one-sided cut biases the curve bright; see the model card)")
     parser.add_argument("--enhancement_l1", type=float, default=DEFAULTS.enhancement_l1,
                         help="weight of the enhancement map's mean in the loss (sparsity; "
                              "enhancement formulation). Default: %(default)s")

@@ -23,7 +23,7 @@ class TrainConfig:
     enhancement_l1: float = 0.0  # sparsity of the enhancement map (enhancement formulation)
     distribution_weight: float = 0.0  # weight of the crop's sorted-value (histogram) term
     curve_loss: str = "quantile"  # quantile | mse: how the intensity curve learns (see below)
-    curve_voxels: str = "unenhanced"  # unenhanced | all: the voxels the quantile loss matches
+    curve_voxels: str = "all"  # all | unenhanced: the voxels the quantile loss matches
     simulated_fraction: float = 0.0  # share of training inputs with simulated enhancement
     simulated_on_ce: float = 0.0  # share of those built on the real ce scan, not the target
     max_minutes: float = 0.0  # > 0: fewer epochs so that training ends within this time
