@@ -84,7 +84,7 @@ def test_blur_matched_loss_does_not_reward_blur():
     output (the input's detail) as right and a blurred output as worse; the plain loss would
     reward the blur."""
     from gado_bids.training.config import TrainConfig
-    from gado_bids.training.loop import gaussian_blur, training_loss
+    from gado_bids.training.losses import gaussian_blur, training_loss
     torch.manual_seed(0)
     sharp = torch.rand(1, 1, 24, 24, 24)
     sigma = (0.0, 0.0, 1.5)
@@ -111,7 +111,7 @@ def test_histogram_term_makes_a_flattened_texture_cost():
     the voxel-wise error is lowest for the flattened mean image; with the histogram term an
     image with the target's own spread of intensities scores better."""
     from gado_bids.training.config import TrainConfig
-    from gado_bids.training.loop import distribution_error, training_loss
+    from gado_bids.training.losses import distribution_error, training_loss
     generator = torch.Generator().manual_seed(0)
     tissue = torch.where(torch.rand(1, 1, 20, 20, 20, generator=generator) < 0.5, 0.4, 0.7)
     target = tissue + 0.05 * torch.randn(tissue.shape, generator=generator)
@@ -339,7 +339,7 @@ def test_the_quantile_curve_loss_keeps_contrast_that_regression_flattens():
     contrast averaged away); the quantile loss gives the output the target's spread."""
     import numpy as np
     from gado_bids.model.networks import IntensityCurve, intensity_descriptor
-    from gado_bids.training.loop import curve_loss
+    from gado_bids.training.losses import curve_loss
     rng = np.random.default_rng(0)
     tissue = rng.choice([0.35, 0.5], 20_000)  # grey and white matter
     target = torch.from_numpy((tissue + rng.normal(0, 0.02, tissue.size)).astype(np.float32))
@@ -381,7 +381,7 @@ def test_curve_samples_leave_out_enhanced_voxels_and_keep_the_white_matter_top()
     samples)."""
     import numpy as np
     from gado_bids.training.cache import TrainingPair
-    from gado_bids.training.loop import curve_samples, whole_scan_descriptors
+    from gado_bids.training.losses import curve_samples, whole_scan_descriptors
     rng = np.random.default_rng(0)
     shape = (24, 24, 24)
     target = np.where(rng.random(shape) < 0.5, 0.35, 0.5) + rng.normal(0, 0.03, shape)

@@ -124,7 +124,8 @@ def reusable_preprocessing(job, output_dir: Path, seed: int, inputs_sha256: dict
 def prepare_scan(job, output_dir: Path, work_dir: Path, seed: int, overwrite: bool,
                  weights_sha256: str = None):
     """ScanOutcome.ALREADY_COMPLETE when already done by these weights (and not --overwrite),
-    else the PreparedScan. CPU-bound (ANTs) and free of the model, so it can run in a worker process."""
+    else the PreparedScan. CPU-bound (ANTs) and free of the model, so it can run in a worker
+    process."""
     outputs = spec.predict(job, output_dir)
     complete = set() if overwrite else _complete_keys(job, output_dir)
     if complete == set(outputs) and (weights_sha256 is None or spec.made_with(
