@@ -86,14 +86,14 @@ def curve_samples(pairs, seed: int, descriptors: dict, voxels: str = "all") -> d
     descriptor of the target): fixed random brain samples for the quantile loss of the
     intensity curve. descriptors: the pairs' whole_scan_descriptors, computed once for both uses.
 
-    voxels "all" (the bundled weights' recipe): each image's own brain voxels. Matched that
-    way, the ce scan's brightest few percent - enhancement, which the map E removes anyway -
-    take the target's brightest white matter, so the curve squeezes the real white matter below
-    it (the 0.2 images' top end is 2-3% against 5-6% for their targets). "unenhanced": the same
-    voxels in both images, leaving out those that rank ENHANCED_RANK_GAP higher in the ce scan
-    than in the target. Measured (model card, "experiments"): it keeps the top end, but the
-    one-sided cut leaves voxels that are relatively darker in the ce scan, so the curve learns
-    to brighten and E turns into a broad correction; tissue volumes got worse."""
+    voxels "all" (the bundled weights' recipe): each image's own brain voxels, so the ce scan's
+    brightest few percent - enhancement, which the map E removes anyway - are paired with the
+    target's brightest white matter. "unenhanced": the same voxels in both images, leaving out
+    those that rank ENHANCED_RANK_GAP higher in the ce scan than in the target. Measured (model
+    card, "Experiments"): the bundled weights' saturated top end comes from E, not from this
+    pairing; "unenhanced" kept the top end, but the one-sided cut leaves voxels that are
+    relatively darker in the ce scan, so the curve learnt to brighten and E turned into a broad
+    correction; tissue volumes got worse."""
     rng = np.random.default_rng(seed)
     samples = {}
     for pair in pairs:
@@ -116,14 +116,15 @@ def curve_samples(pairs, seed: int, descriptors: dict, voxels: str = "all") -> d
 
 
 def curve_loss(model, names, samples, sharp_names, device) -> torch.Tensor:
-    """Mean squared difference of sorted values: f(ce) against the target per scan, and f(target)
-    against itself for sharp targets (a scan that already looks pre-contrast keeps its curve)."""
+    """The distribution error of f(ce) against the target per scan, and the squared error of
+    f(target) against itself for sharp targets (a scan that already looks pre-contrast keeps
+    its curve)."""
     terms = []
     curve = model.intensity_curve
     for name in names:
         ce, target, ce_descriptor, target_descriptor = (v.to(device) for v in samples[name])
-        mapped = curve(ce[None, None], ce_descriptor[None])[0, 0]
-        terms.append(((torch.sort(mapped)[0] - torch.sort(target)[0]) ** 2).mean())
+        terms.append(distribution_error(curve(ce[None, None], ce_descriptor[None])[0, 0],
+                                        target))
         if name in sharp_names:
             kept = curve(target[None, None], target_descriptor[None])[0, 0]
             terms.append(((kept - target) ** 2).mean())

@@ -31,19 +31,19 @@ def evaluate(model, pairs, device, baselines: bool = True, loss: str = "l1",
     per-epoch check that picks best.pt: blur-matched like the training loss, with its histogram
     term); with baselines, also the evaluation module's full
     comparison (metrics.evaluation: ce, clip, clip-and-blur and synthetic, plain and
-    resolution-matched, sharpness, reference class) on this 128^3 grid, a secondary view of
-    the group level's native-grid one."""
+    resolution-matched, sharpness, reference class) on the network's grid (1 mm crop or
+    128^3), a secondary view of the group level's native-grid one."""
     rows = []
     for pair in pairs:
         voxel_mm = (1.0, 1.0, 1.0) if pair.ce.shape == grids.CROP_SHAPE else np.abs(
             np.diag(grids.network_affine())[:3])
         synthetic = predict_volume(model, pair.ce, device, pair.mask)
         blurred = resolution.blur(synthetic, pair.target_blur)[pair.mask]
-        error = blurred - pair.target[pair.mask]
+        target = pair.target[pair.mask]
+        error = blurred - target
         value = float(np.mean(np.abs(error) if loss == "l1" else error ** 2))
-        if distribution_weight > 0:
-            value += distribution_weight * float(np.mean(
-                (np.sort(blurred) - np.sort(pair.target[pair.mask])) ** 2))
+        if distribution_weight > 0:  # training's histogram term, on the whole volume
+            value += distribution_weight * float(np.mean((np.sort(blurred) - np.sort(target)) ** 2))
         row = {"name": pair.name, "subject": pair.subject,
                "reference_class": pair.reference_class, "loss": value,
                "synthetic": all_metrics(synthetic, pair.target, pair.mask)}
