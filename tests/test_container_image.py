@@ -167,7 +167,7 @@ def _readable_copy_of_demo(tmp_path) -> Path:
 
 
 def _tree_digest(folder: Path) -> dict:
-    from gado_bids.outputs.derivatives import sha256_of
+    from gado_bids.hashing import sha256_of
     return {str(p.relative_to(folder)): sha256_of(p) for p in sorted(folder.rglob("*"))
             if p.is_file()}
 

@@ -9,6 +9,7 @@ import time
 
 from conftest import REPO, run_cli
 from gado_bids.discovery.selection import open_layout, select_scans
+from gado_bids import hashing
 from gado_bids.outputs import derivatives
 from gado_bids.outputs.spec import predict as planned_outputs
 
@@ -151,7 +152,7 @@ def test_a_data_file_never_has_its_final_name_without_its_sidecar(tmp_path, monk
     sidecar that pins it, and no temporary file."""
     import nibabel as nib
     import numpy as np
-    from gado_bids.outputs import atomic
+    from gado_bids import atomic
     path = tmp_path / "anat" / "sub-01_desc-test_T1w.nii.gz"
     volume = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
 
@@ -181,5 +182,5 @@ def test_a_data_file_never_has_its_final_name_without_its_sidecar(tmp_path, monk
                                    {"RandomSeed": 1})
     assert derivatives.output_is_complete(path)
     sidecar = derivatives.read_sidecar(path)
-    assert sidecar["FileSha256"] == derivatives.sha256_of(path) and sidecar["RandomSeed"] == 1
+    assert sidecar["FileSha256"] == hashing.sha256_of(path) and sidecar["RandomSeed"] == 1
     assert np.array_equal(nib.load(str(path)).get_fdata(), volume)

@@ -14,7 +14,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from gado_bids.outputs import atomic
+from gado_bids import atomic
+from gado_bids.training.simulated_enhancement import enhancement_map
 from gado_bids.preprocessing.template import template_t1, template_tissue_probabilities
 
 VOXEL_MM = 1.5
@@ -28,57 +29,6 @@ def _rotation(angles_deg):
     ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
     rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
     return rz @ ry @ rx
-
-
-def _ball(shape, centre, radius):
-    grid = np.indices(shape, dtype=np.float32)
-    distance = np.sqrt(sum((g - c) ** 2 for g, c in zip(grid, centre)))
-    return distance, distance <= radius
-
-
-def enhancement_map(brain: np.ndarray, wm: np.ndarray, csf: np.ndarray, rng) -> tuple:
-    """(enhancement weight in [0,1], lesion core mask), both on the 1 mm template grid."""
-    shape = brain.shape
-    enhancement = np.zeros(shape, np.float32)
-    # Dura: a 2 mm shell hugging the brain's outer surface.
-    outer = ndimage.binary_dilation(brain, iterations=2) & ~brain
-    enhancement[outer] = 0.6
-    # Superior sagittal sinus: a 3 mm tube along the top of the midline.
-    mid_x = shape[0] // 2
-    for y in range(shape[1]):
-        column = np.nonzero(brain[mid_x, y, :])[0]
-        if column.size:
-            _, disk = _ball(shape[1:], (y, column.max() + 1), 3.0)
-            enhancement[mid_x - 2:mid_x + 3][:, disk] = 1.0
-    # Cortical veins: smooth random walks along the cortex (in sulcal CSF near the surface).
-    surface = brain & ~ndimage.binary_erosion(brain, iterations=6) & (csf > 0.3)
-    candidates = np.argwhere(surface)
-    for _ in range(12):
-        point = candidates[rng.integers(len(candidates))].astype(float)
-        direction = rng.normal(size=3)
-        for _ in range(40):
-            direction = direction / np.linalg.norm(direction) + 0.3 * rng.normal(size=3)
-            point = np.clip(point + direction / np.linalg.norm(direction), 0,
-                            np.array(shape) - 1)
-            i, j, k = np.round(point).astype(int)
-            enhancement[max(i - 1, 0):i + 1, max(j - 1, 0):j + 1, max(k - 1, 0):k + 1] = 1.0
-    # Choroid plexus: blobs inside the lateral ventricles (deep CSF near the centre).
-    centre = np.array(shape) / 2 + np.array([0, 5, 10])
-    distance_to_centre, near_centre = _ball(shape, centre, 35)
-    ventricles = (csf > 0.8) & near_centre & ndimage.binary_erosion(brain, iterations=15)
-    ventricles = ndimage.binary_opening(ventricles, iterations=1)
-    plexus = ventricles & (rng.random(shape) < 0.4)
-    plexus = ndimage.binary_dilation(plexus, iterations=1) & ventricles
-    enhancement[plexus] = 0.8
-    # Ring-enhancing lesion: in the white matter of a random hemisphere.
-    deep_wm = np.argwhere((wm > 0.9) & ndimage.binary_erosion(brain, iterations=20))
-    lesion_centre = deep_wm[rng.integers(len(deep_wm))]
-    radius = rng.uniform(7, 11)
-    distance, lesion = _ball(shape, lesion_centre, radius)
-    ring = lesion & (distance > radius - 2.5)
-    core = lesion & ~ring
-    enhancement[ring] = 1.0
-    return enhancement * 1.0, core
 
 
 def _bias_field(shape, rng, strength=0.2):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
+from gado_bids import atomic, hashing
 from gado_bids.errors import ExitCode, GadoError
 from gado_bids.model.networks import build_model
-from gado_bids.outputs import atomic, derivatives
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "weights"
 MANIFEST = BUNDLED_DIR / "manifest.json"
@@ -52,7 +52,7 @@ def save_weights(model, path: Path, meta: dict) -> str:
              for k, v in model.state_dict().items()}
     with atomic.atomic_path(path) as temporary:
         torch.save({"state_dict": state, "meta": meta}, temporary)
-    return derivatives.sha256_of(path)
+    return hashing.sha256_of(path)
 
 
 def load_weights(path: Path, expected_sha256: str = None, device="cpu"):
@@ -60,7 +60,7 @@ def load_weights(path: Path, expected_sha256: str = None, device="cpu"):
     path = Path(path)
     if not path.is_file():
         raise GadoError(f"weights file '{path}' not found", ExitCode.USAGE)
-    digest = derivatives.sha256_of(path)
+    digest = hashing.sha256_of(path)
     if expected_sha256 and digest != expected_sha256:
         raise GadoError(f"weights file '{path}' has SHA-256 {digest}, but the manifest expects "
                         f"{expected_sha256}: the file is damaged or was replaced. Reinstall "

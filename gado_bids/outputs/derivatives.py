@@ -2,7 +2,6 @@
 import contextlib
 import fcntl
 import functools
-import hashlib
 import json
 import os
 import platform
@@ -10,9 +9,9 @@ from pathlib import Path
 
 import nibabel as nib
 
-from gado_bids import __version__
+from gado_bids import __version__, atomic
 from gado_bids.errors import ExitCode, GadoError
-from gado_bids.outputs import atomic
+from gado_bids.hashing import sha256_of
 
 PIPELINE_NAME = "gadosynth"
 # Not BIDS files, so validators should skip them: run records, group tables and reports.
@@ -143,14 +142,6 @@ def _write_description_once(bids_dir, output_dir, source_description, overwrite)
 def bids_uri(bids_dir: Path, path: Path) -> str:
     """'bids:raw:<relative path>' for inputs, resolvable through DatasetLinks."""
     return f"bids:raw:{Path(path).resolve().relative_to(bids_dir).as_posix()}"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sidecar_path(data_path: Path) -> Path:

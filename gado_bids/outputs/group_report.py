@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gado_bids import __version__, figures
+from gado_bids import __version__, atomic, figures
 from gado_bids.metrics.tissues import TISSUES
-from gado_bids.outputs import atomic
 
 METRICS = (("MAE", "MAE (%)"), ("PSNR", "PSNR (dB)"), ("SSIM", "SSIM"))
 STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"

@@ -6,7 +6,7 @@ row of the report can be checked against the TSV it came from.
 import math
 from pathlib import Path
 
-from gado_bids.outputs import atomic
+from gado_bids import atomic
 
 SESSION_COLUMNS = {
     "participant_id": "BIDS participant label", "session_id": "BIDS session label or n/a",

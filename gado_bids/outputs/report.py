@@ -11,8 +11,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from gado_bids import __version__, figures
-from gado_bids.outputs import atomic, derivatives, spec
+from gado_bids import __version__, atomic, figures
+from gado_bids.outputs import derivatives, spec
 
 
 def _scan_figure(outputs):

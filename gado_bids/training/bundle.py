@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gado_bids import atomic, hashing
 from gado_bids.model.weights import BUNDLED_DIR, MANIFEST
-from gado_bids.outputs import atomic, derivatives
 
 
 def markdown_table(summary: dict) -> str:
@@ -61,7 +61,7 @@ def bundle(work_dir: Path) -> dict:
     manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
     log_lines = (work_dir / "training_log.tsv").read_text().splitlines()[1:]
     manifest[model] = {
-        "file": target.name, "sha256": derivatives.sha256_of(target),
+        "file": target.name, "sha256": hashing.sha256_of(target),
         "width": summary["config"]["width"], "best_epoch": summary["best_epoch"],
         "command": summary["command"], "seed": summary["config"]["seed"],
         "device": summary["device"], "hardware": summary["hardware"],

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gado_bids import __version__
-from gado_bids.outputs import atomic, derivatives, spec
+from gado_bids import __version__, atomic, hashing
+from gado_bids.outputs import derivatives, spec
 from gado_bids.preprocessing import grids
 
 LOG = logging.getLogger(__name__)
@@ -53,8 +53,8 @@ def cached_pair_path(cache_dir: Path, job) -> Path:
 
 
 def _fingerprint(job) -> dict:
-    return {"ce_sha256": derivatives.sha256_of(job.ce_path),
-            "target_sha256": derivatives.sha256_of(job.reference_path),
+    return {"ce_sha256": hashing.sha256_of(job.ce_path),
+            "target_sha256": hashing.sha256_of(job.reference_path),
             "gadosynth": __version__, "cache_format": CACHE_FORMAT}
 
 

@@ -38,7 +38,7 @@ import torch
 
 from gado_bids.model.networks import build_model, count_parameters
 from gado_bids.model.weights import load_bundled, load_weights, save_weights
-from gado_bids.outputs import atomic
+from gado_bids import atomic
 from gado_bids.preprocessing import grids
 from gado_bids.training import simulated_enhancement
 from gado_bids.training.config import TrainConfig

@@ -13,13 +13,13 @@ import logging
 import time
 from pathlib import Path
 
-from gado_bids import runtime
+from gado_bids import atomic, runtime
 from gado_bids.errors import ExitCode, GadoError
 from gado_bids.metrics import statistics
 from gado_bids.metrics.evaluation import COMPARED
 from gado_bids.metrics.tissues import TISSUES, label_table
 from gado_bids.model.weights import training_role
-from gado_bids.outputs import atomic, derivatives, group_tables, spec
+from gado_bids.outputs import derivatives, group_tables, spec
 from gado_bids.outputs.group_report import write_group_report
 from gado_bids.outputs.group_tables import DECIMALS, format_value
 from gado_bids.outputs.naming import group_paths

@@ -15,9 +15,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from gado_bids import atomic, hashing
 from gado_bids.discovery.nifti_checks import load_3d_image
 from gado_bids.discovery.selection import ScanJob
-from gado_bids.outputs import atomic, derivatives, qc, spec
+from gado_bids.outputs import derivatives, qc, spec
 from gado_bids.preprocessing import grids
 from gado_bids.preprocessing import intensity
 from gado_bids.preprocessing.pipeline import (PreprocessedScan, PreprocessedSession,
@@ -45,7 +46,7 @@ def input_hashes(job) -> dict:
     """SHA-256 of the raw scans a job reads, by file name: outputs made from other bytes (a scan
     exported again under the same name) are never reused."""
     paths = [job.ce_path] + ([job.reference_path] if job.reference_path else [])
-    return {Path(path).name: derivatives.sha256_of(path) for path in paths}
+    return {Path(path).name: hashing.sha256_of(path) for path in paths}
 
 
 def _scan_provenance(context, scan, inputs_sha256) -> dict:

@@ -11,7 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from gado_bids.outputs import atomic, derivatives
+from gado_bids import atomic
+from gado_bids.outputs import derivatives
 
 LOG = logging.getLogger("gadosynth")
 KEPT_MARKER = "KEPT"

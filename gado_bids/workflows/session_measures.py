@@ -20,10 +20,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from gado_bids import __version__
+from gado_bids import __version__, atomic
 from gado_bids.discovery.nifti_checks import load_3d_image
 from gado_bids.metrics import evaluation, resolution, similarity, tissues
-from gado_bids.outputs import atomic, derivatives, spec
+from gado_bids.outputs import derivatives, spec
 from gado_bids.outputs.group_report import thumbnail
 from gado_bids.preprocessing import grids
 from gado_bids.preprocessing.pipeline import crop_to_native, reference_on_ce_grid

@@ -5,9 +5,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from gado_bids import __version__
+from gado_bids import __version__, atomic
 from gado_bids.errors import ExitCode
-from gado_bids.outputs import atomic, spec
+from gado_bids.outputs import spec
 
 LOG = logging.getLogger("gadosynth")
 
