@@ -32,7 +32,7 @@ from gado_bids.metrics.similarity import psnr
 from gado_bids.model.weights import bundled_manifest, load_bundled, load_weights
 from gado_bids.training.cache import cached_pairs, load_pair
 from gado_bids.metrics.evaluation import clip_and_blur_baseline
-from gado_bids.training.loop import on_network_grid
+from gado_bids.training.data import on_network_grid
 from gado_bids.training.validation import network_grid_baseline, predict_volume
 
 SIGMAS = (0.0, 0.7, 1.5, 2.5)

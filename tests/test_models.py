@@ -128,7 +128,7 @@ def test_histogram_term_makes_a_flattened_texture_cost():
 
 
 def test_validation_split_holds_out_both_reference_classes():
-    from gado_bids.training.loop import split_subjects
+    from gado_bids.training.data import split_subjects
     subjects = [f"{n:03d}" for n in range(1, 21)]
     classes = {s: "3D" if int(s) <= 6 else "thick-slice" for s in subjects}
     train, validation = split_subjects(subjects, 8, 4, classes=classes, n_3d=4)
@@ -308,7 +308,7 @@ def test_simulated_inputs_are_built_on_the_chosen_scan(on_ce):
     import numpy as np
     from gado_bids.training.cache import TrainingPair
     from gado_bids.training.config import TrainConfig
-    from gado_bids.training.loop import _batch
+    from gado_bids.training.data import sample_batch
     rng = np.random.default_rng(0)
     ce = rng.uniform(0.2, 0.4, (32, 32, 32)).astype(np.float32)
     target = rng.uniform(0.2, 0.4, (32, 32, 32)).astype(np.float32)
@@ -317,8 +317,8 @@ def test_simulated_inputs_are_built_on_the_chosen_scan(on_ce):
     maps[0, 10:14, 10:14, 10:14] = 255
     config = TrainConfig(crop_size=32, augmentation=0.0, simulated_fraction=1.0,
                          simulated_on_ce=on_ce)
-    inputs, targets, _, sigmas, _, _ = _batch([pair], config, torch.Generator().manual_seed(0),
-                                           torch.device("cpu"), maps)
+    inputs, targets, _, sigmas, _, _ = sample_batch(
+        [pair], config, torch.Generator().manual_seed(0), torch.device("cpu"), maps)
     assert sigmas == [pair.target_blur if on_ce else (0.0, 0.0, 0.0)]  # pure removal: sharp
     flipped = not torch.allclose(targets[0, 0], torch.from_numpy(target))  # the random flip
     base = torch.from_numpy(ce if on_ce else target)

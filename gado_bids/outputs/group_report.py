@@ -212,40 +212,54 @@ def _bland_altman(volume_rows) -> str:
     return figures.base64_text(figures.png_bytes(figure, dpi=72))
 
 
-def write_group_report(path: Path, sessions, similarity_rows, volume_rows, statistics_rows,
-                       thumbnails: dict, summary_rows=()) -> Path:
-    """sessions, *_rows: the TSV rows (formatted strings); thumbnails: ce_scan -> PNG base64."""
-    parts = [f"<h1>gadosynth {__version__}: group report</h1>"]
+def _status_section(sessions) -> str:
     counts = {}
     for session in sessions:
         counts[session["status"]] = counts.get(session["status"], 0) + 1
-    parts.append("<p>Sessions: " + ", ".join(f"{n} {html.escape(status)}"
-                                             for status, n in sorted(counts.items())) + "</p>")
+    part = "<p>Sessions: " + ", ".join(f"{n} {html.escape(status)}"
+                                       for status, n in sorted(counts.items())) + "</p>"
     excluded = [s for s in sessions if s["status"] != "measured"]
     if excluded:
-        parts.append('<h2>Left out of the paired statistics</h2><ul class="warn">' + "".join(
+        part += '<h2>Left out of the paired statistics</h2><ul class="warn">' + "".join(
             f"<li>{html.escape(s['participant_id'])} {html.escape(s['ce_scan'])}: "
-            f"{html.escape(s['status'])} - {html.escape(s['reason'])}</li>" for s in excluded)
-            + "</ul>")
+            f"{html.escape(s['status'])} - {html.escape(s['reason'])}</li>" for s in excluded) \
+            + "</ul>"
+    return part
+
+
+def _tables_section(statistics_rows, similarity_rows, volume_rows, summary_rows) -> str:
+    """The paper's tables and the evaluation table, overall then per reference class."""
     order = list(SUBSET_TITLES)
     subsets = sorted({r["subset"] for r in statistics_rows},
                      key=lambda s: (order.index(s) if s in order else len(order), s))
-    parts.append("<h2>Tables (as in Bottani et al. 2022), overall and per reference class</h2>")
+    part = "<h2>Tables (as in Bottani et al. 2022), overall and per reference class</h2>"
     if not similarity_rows:
-        parts.append('<p class="warn">No session has both a synthetic image and a real '
-                     "non-contrast scan: nothing to compare.</p>")
+        part += ('<p class="warn">No session has both a synthetic image and a real '
+                 "non-contrast scan: nothing to compare.</p>")
     for subset in subsets:
-        title = SUBSET_TITLES.get(subset, subset)
-        parts.append(f"<h3>{html.escape(title)}</h3>" +
-                     paper_tables(statistics_rows, subset, volume_rows) +
-                     evaluation_table(summary_rows, subset))
+        part += (f"<h3>{html.escape(SUBSET_TITLES.get(subset, subset))}</h3>" +
+                 paper_tables(statistics_rows, subset, volume_rows) +
+                 evaluation_table(summary_rows, subset))
     if similarity_rows:
-        parts.append("<h2>Distributions</h2><img alt='box plots' src='data:image/png;base64,"
-                     f"{_box_plots(similarity_rows, volume_rows)}'>")
-        parts.append("<h2>Bland-Altman, per tissue</h2><p>Solid line: mean difference (bias); "
-                     "dotted: bias ± 1.96 SD.</p><img alt='Bland-Altman' "
-                     f"src='data:image/png;base64,{_bland_altman(volume_rows)}'>")
-    parts.append("<h2>Sessions</h2>")
+        part += ("<h2>Distributions</h2><img alt='box plots' src='data:image/png;base64,"
+                 f"{_box_plots(similarity_rows, volume_rows)}'>"
+                 "<h2>Bland-Altman, per tissue</h2><p>Solid line: mean difference (bias); "
+                 "dotted: bias ± 1.96 SD.</p><img alt='Bland-Altman' "
+                 f"src='data:image/png;base64,{_bland_altman(volume_rows)}'>")
+    return part
+
+
+def _session_figure(session, picture) -> str:
+    subject, scan = html.escape(session["participant_id"]), html.escape(session["ce_scan"])
+    anchor = html.escape("images-" + session["ce_scan"].split(".nii")[0])
+    return (f'<figure id="{anchor}"><figcaption>{subject} {scan}: ce | synthetic | real; '
+            f'below, the boxed cortical patch x{ZOOM}</figcaption><a href="{subject}.html">'
+            f'<img class="thumb" alt="session images" src="data:image/png;base64,{picture}">'
+            '</a></figure>')
+
+
+def _sessions_section(sessions, similarity_rows, thumbnails) -> str:
+    """One table row per session (with a link to its images or QC page), then the images."""
     similarity_by_scan = {r["ce_scan"]: r for r in similarity_rows}
     header = (["participant", "ce scan", "weights role", "reference", "status"] +
               [f"{m} {image}" for image in ("ce", "synthetic") for m, _ in METRICS] +
@@ -259,12 +273,7 @@ def write_group_report(path: Path, sessions, similarity_rows, volume_rows, stati
         link = (f'<a href="#{html.escape(anchor)}">images</a>' if picture else
                 f'<a href="{html.escape(subject)}.html">QC page</a>')
         if picture:
-            figures.append(
-                f'<figure id="{html.escape(anchor)}"><figcaption>{html.escape(subject)} '
-                f'{html.escape(session["ce_scan"])}: ce | synthetic | real; below, the boxed '
-                f'cortical patch x{ZOOM}</figcaption><a href="{html.escape(subject)}.html">'
-                f'<img class="thumb" alt="session images" src="data:image/png;base64,{picture}">'
-                '</a></figure>')
+            figures.append(_session_figure(session, picture))
         rows.append([html.escape(subject), html.escape(session["ce_scan"]),
                      html.escape(metrics["weights_role"] if metrics else "n/a"),
                      html.escape(metrics["reference_class"] if metrics else "n/a"),
@@ -272,10 +281,19 @@ def write_group_report(path: Path, sessions, similarity_rows, volume_rows, stati
                     [html.escape(metrics[f"{m}_{image}"]) if metrics else "n/a"
                      for image in ("ce", "synthetic") for m, _ in METRICS] + [link])
         row_ids.append(session["ce_scan"])
-    parts.append(_table(header, rows, left_columns=5, row_ids=row_ids))
+    part = "<h2>Sessions</h2>" + _table(header, rows, left_columns=5, row_ids=row_ids)
     if figures:
-        parts.append("<h2>Session images at full resolution (1 mm axial slice; each links to the "
-                     "participant's QC page)</h2>" + "".join(figures))
+        part += ("<h2>Session images at full resolution (1 mm axial slice; each links to the "
+                 "participant's QC page)</h2>" + "".join(figures))
+    return part
+
+
+def write_group_report(path: Path, sessions, similarity_rows, volume_rows, statistics_rows,
+                       thumbnails: dict, summary_rows=()) -> Path:
+    """sessions, *_rows: the TSV rows (formatted strings); thumbnails: ce_scan -> PNG base64."""
+    body = (f"<h1>gadosynth {__version__}: group report</h1>" + _status_section(sessions) +
+            _tables_section(statistics_rows, similarity_rows, volume_rows, summary_rows) +
+            _sessions_section(sessions, similarity_rows, thumbnails))
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>gadosynth group report"
-            f"</title><style>{STYLE}</style></head><body>" + "".join(parts) + "</body></html>")
+            f"</title><style>{STYLE}</style></head><body>" + body + "</body></html>")
     return atomic.write_bytes(path, page.encode())

@@ -1,0 +1,141 @@
+"""What one training run sees: the subject split by reference class, the pairs on the network's
+grid, the curve loss's samples, the simulated enhancement maps, and the random batches of crops
+drawn from them (all from the run's seed)."""
+import logging
+import random
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gado_bids import atomic
+from gado_bids.preprocessing import grids
+from gado_bids.training import simulated_enhancement
+from gado_bids.training.augment import augment, random_crop_origin
+from gado_bids.training.losses import curve_samples, whole_scan_descriptors
+
+LOG = logging.getLogger("gadosynth.train")
+GRIDS = {"enhancement": "1mm", "direct": "128"}
+
+
+def split_subjects(subjects, n_validation, seed, fixed=None, classes=None, n_3d=0):
+    """(training, validation) subject lists. classes: subject -> reference class; with n_3d,
+    n_3d of the validation subjects are drawn from the 3D ones and the rest from the others (a
+    validation set with one 3D reference cannot see whether the images keep their detail)."""
+    subjects = sorted(set(subjects))
+    if fixed:
+        unknown = sorted(set(fixed) - set(subjects))
+        if unknown:
+            raise ValueError(f"validation subjects not in the data: {unknown}")
+        validation = sorted(fixed)
+    else:
+        if not 0 < n_validation < len(subjects):
+            raise ValueError(f"cannot hold out {n_validation} of {len(subjects)} subjects")
+        rng = random.Random(seed)
+        if n_3d:
+            sharp = [s for s in subjects if (classes or {}).get(s) == "3D"]
+            other = [s for s in subjects if s not in sharp]
+            if not n_3d <= min(n_validation, len(sharp) - 1) or n_validation - n_3d > len(other):
+                raise ValueError(f"cannot hold out {n_3d} of {len(sharp)} subjects with a 3D "
+                                 f"reference among {n_validation}")
+            validation = sorted(rng.sample(sharp, n_3d) + rng.sample(other, n_validation - n_3d))
+        else:
+            validation = sorted(rng.sample(subjects, n_validation))
+    return [s for s in subjects if s not in validation], validation
+
+
+def _to_tensor(volume, device):
+    return torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None].to(device)
+
+
+def sample_batch(pairs, config, generator, device, enhancement_maps=None, sharp_pairs=(),
+           descriptors=None):
+    """(inputs, targets, masks, per-sample target blur, per-sample weights, intensity
+    descriptors of the whole scans the inputs were cropped from, or None). A simulated sample
+    replaces its pair by a random sharp (3D) training pair and adds enhancement to that pair's
+    target (pure removal: the target is the untouched sharp scan, blur zero) or, with
+    simulated_on_ce, to its real ce scan (the target keeps its own blur)."""
+    size = config.crop_size
+    inputs, targets, masks, sigmas, weights, described = [], [], [], [], [], []
+    for pair in pairs:
+        simulated = config.simulated_fraction > 0 and (
+            torch.rand((), generator=generator) < config.simulated_fraction)
+        if simulated and sharp_pairs:
+            pair = sharp_pairs[torch.randint(len(sharp_pairs), (), generator=generator).item()]
+        origin = random_crop_origin(torch.from_numpy(pair.mask), size, generator).tolist()
+        box = tuple(slice(o, o + size) for o in origin)
+        target = _to_tensor(pair.target[box], device)
+        ce = _to_tensor(pair.ce[box], device)
+        on_ce = False
+        if simulated:
+            index = torch.randint(len(enhancement_maps), (), generator=generator).item()
+            low, high = simulated_enhancement.AMPLITUDE_RANGE
+            amplitude = low + (high - low) * torch.rand((), generator=generator).item()
+            added = simulated_enhancement.weights_on(enhancement_maps, index, box, device)
+            on_ce = config.simulated_on_ce > 0 and (
+                torch.rand((), generator=generator) < config.simulated_on_ce)
+            ce = simulated_enhancement.simulate_ce(ce if on_ce else target, added, amplitude)
+        pure_removal = simulated and not on_ce
+        sigmas.append((0.0, 0.0, 0.0) if pure_removal else tuple(pair.target_blur))
+        if descriptors is not None:
+            described.append(descriptors[pair.name][1 if pure_removal else 0])
+        weights.append(config.weight_3d if pair.reference_class == "3D" else 1.0)
+        ce, target, mask = augment(ce, target,
+                                   _to_tensor(pair.mask[box], device), generator,
+                                   config.augmentation)
+        inputs.append(ce), targets.append(target), masks.append(mask)
+    return (torch.stack(inputs), torch.stack(targets), torch.stack(masks), sigmas, weights,
+            torch.stack(described).to(device) if described else None)
+
+
+def on_network_grid(pair):
+    """A cached 1 mm pair resampled to the paper's 128^3 grid (the direct formulation's)."""
+    voxel_mm = np.abs(np.diag(grids.network_affine())[:3])
+    return replace(pair, ce=grids.crop_to_network(pair.ce), target=grids.crop_to_network(
+        pair.target), mask=grids.crop_to_network(pair.mask.astype(np.float32), order=0) > 0.5,
+        target_blur=tuple(float(s) for s in np.asarray(pair.target_blur) / voxel_mm))
+
+
+@dataclass
+class TrainingData:
+    """What one run trains and validates on, fixed by the config's seed."""
+    train_subjects: list
+    validation_subjects: list
+    classes: dict  # subject -> reference class
+    train_pairs: list
+    validation_pairs: list
+    sharp_pairs: list  # training pairs with a 3D target (bases of simulated pairs)
+    descriptors: dict = None  # whole-scan intensity descriptors (enhancement formulation)
+    curve_samples: dict = None  # the quantile curve loss's samples
+    enhancement_maps: torch.Tensor = None  # simulated enhancement
+
+
+def training_data(pairs, config, out_dir: Path) -> TrainingData:
+    if GRIDS[config.formulation] == "128":
+        pairs = [on_network_grid(p) for p in pairs]
+    classes = {p.subject: p.reference_class for p in pairs}
+    train_subjects, validation_subjects = split_subjects(
+        [p.subject for p in pairs], config.n_validation, config.seed, config.validation_subjects,
+        classes, config.n_validation_3d)
+    train_pairs = [p for p in pairs if p.subject in train_subjects]
+    data = TrainingData(train_subjects, validation_subjects, classes, train_pairs,
+                        [p for p in pairs if p.subject in validation_subjects],
+                        [p for p in train_pairs if p.reference_class == "3D"])
+    if config.formulation == "enhancement":
+        data.descriptors = whole_scan_descriptors(train_pairs)
+        if config.curve_loss == "quantile":
+            data.curve_samples = curve_samples(train_pairs, config.seed, data.descriptors,
+                                               config.curve_voxels)
+    atomic.write_json(out_dir / "split.json", {
+        "seed": config.seed, "train": train_subjects, "validation": validation_subjects,
+        "reference_class": classes,
+        "target_blur_voxels": {p.subject: list(p.target_blur) for p in pairs}})
+    LOG.info("%d training / %d validation subjects; validation: %s", len(train_subjects),
+             len(validation_subjects), ", ".join(validation_subjects))
+    if config.simulated_fraction > 0:
+        data.enhancement_maps = torch.from_numpy(simulated_enhancement.load_or_make_maps(
+            out_dir / "enhancement_maps.npz", seed=config.seed))
+        LOG.info("%.0f%% of training inputs get simulated enhancement (%d maps)",
+                 100 * config.simulated_fraction, len(data.enhancement_maps))
+    return data
