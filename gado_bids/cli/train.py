@@ -18,107 +18,130 @@ from gado_bids.training.config import TrainConfig
 DEFAULTS = TrainConfig()
 
 
+def _data_arguments(parser):
+    group = parser.add_argument_group("pairs")
+    group.add_argument("bids_dir", type=Path, help="BIDS dataset with ce- and non-ce T1w pairs")
+    group.add_argument("work_dir", type=Path,
+                       help="cache, checkpoints, logs and the trained weights (best.pt)")
+    group.add_argument("--participant_label", nargs="+", type=_bids_label("sub-"),
+                       metavar="LABEL", help="train on these participants only")
+    group.add_argument("--ce_label", default="gadolinium", type=_bids_label("ce-"))
+    group.add_argument("--pairs_from_cache", action="store_true",
+                       help="train on the pairs already cached in work_dir/cache without "
+                            "reading bids_dir (e.g. on a GPU machine without ANTs)")
+    group.add_argument("--derivatives", type=Path, metavar="OUTPUT_DIR",
+                       help="a gadosynth participant-level output folder: its preprocessing "
+                            "outputs are reused for the pairs where they are complete and were "
+                            "made from the same input bytes (the rest are preprocessed)")
+    group.add_argument("--cache_only", action="store_true",
+                       help="preprocess and cache the pairs, then stop")
+
+
+def _model_arguments(parser):
+    group = parser.add_argument_group("network")
+    group.add_argument("--model", choices=["attention-unet", "res-unet"],
+                       default=DEFAULTS.model, help="default: %(default)s")
+    group.add_argument("--formulation", choices=["enhancement", "direct"],
+                       default=DEFAULTS.formulation,
+                       help="enhancement (default): 1 mm grid, image = intensity curve of the "
+                            "input minus a non-negative enhancement map; direct: gadosynth "
+                            "0.1's and the paper's 128^3 grid, image predicted directly")
+    group.add_argument("--width", type=_positive_int, default=DEFAULTS.width,
+                       help="channels of the first level (doubles per level; default 16)")
+    group.add_argument("--init", default=DEFAULTS.init,
+                       help="scratch, bundled (fine-tune the bundled weights) or a weights file")
+
+
+def _loss_arguments(parser):
+    group = parser.add_argument_group("loss")
+    group.add_argument("--loss", choices=["mse", "l1"], default=DEFAULTS.loss,
+                       help="mse (default: learns much faster on skull-stripped BraTS-style "
+                            "pairs; see the model card) or l1 as in the paper")
+    group.add_argument("--no_blur_matching", dest="blur_matched", action="store_false",
+                       help="compare the output with thick-slice targets as it is, instead of "
+                            "blurred by the target's measured blur (gadosynth 0.1's loss)")
+    group.add_argument("--weight_3d", type=float, default=DEFAULTS.weight_3d,
+                       help="loss weight of pairs whose target is a sharp 3D scan "
+                            "(default: %(default)s)")
+    group.add_argument("--curve_loss", choices=["quantile", "mse"],
+                       default=DEFAULTS.curve_loss,
+                       help="how the intensity curve learns (enhancement formulation): "
+                            "quantile (default) gives each scan its target's intensity "
+                            "distribution; mse regresses it voxel by voxel, which flattens "
+                            "grey/white contrast")
+    group.add_argument("--curve_voxels", choices=["all", "unenhanced"],
+                       default=DEFAULTS.curve_voxels,
+                       help="voxels whose intensity distributions the quantile curve loss "
+                            "matches: all (default, the bundled weights' recipe) or "
+                            "unenhanced (the same voxels of both scans, without those much "
+                            "brighter after contrast: keeps the white-matter top, but the "
+                            "one-sided cut biases the curve bright; see the model card)")
+    group.add_argument("--enhancement_l1", type=float, default=DEFAULTS.enhancement_l1,
+                       help="weight of the enhancement map's mean in the loss (sparsity; "
+                            "enhancement formulation). Default: %(default)s")
+    group.add_argument("--distribution_loss", dest="distribution_weight", type=float,
+                       default=DEFAULTS.distribution_weight,
+                       help="weight of the intensity-histogram term of each crop (sorted "
+                            "values of the blur-matched output against the target's): a "
+                            "shaved white-matter top costs here. Default: %(default)s")
+
+
+def _schedule_arguments(parser):
+    group = parser.add_argument_group("training schedule")
+    group.add_argument("--epochs", type=_positive_int, default=DEFAULTS.epochs,
+                       help="default: %(default)s")
+    group.add_argument("--batch_size", type=_positive_int, default=DEFAULTS.batch_size,
+                       help="default: %(default)s")
+    group.add_argument("--crop_size", type=int, choices=[32, 48, 64, 80, 96, 112, 128],
+                       default=DEFAULTS.crop_size,
+                       help="training crop edge in voxels; 128 = whole volume (GPU). "
+                            "Default: %(default)s")
+    group.add_argument("--learning_rate", type=float, default=DEFAULTS.learning_rate,
+                       help="Adam; default %(default)s")
+    group.add_argument("--augmentation", type=float, default=DEFAULTS.augmentation,
+                       help="augmentation strength, 0 disables (default: %(default)s)")
+    group.add_argument("--simulated_enhancement", dest="simulated_fraction", type=float,
+                       default=DEFAULTS.simulated_fraction, metavar="FRACTION",
+                       help="share of training inputs replaced by the real non-contrast scan "
+                            "plus simulated enhancement (dura, sinus, veins, choroid plexus, "
+                            "ring lesion); validation stays on real pairs. Default: 0")
+    group.add_argument("--simulated_on_ce", type=float, default=DEFAULTS.simulated_on_ce,
+                       metavar="FRACTION",
+                       help="share of the simulated inputs that add the enhancement to the real "
+                            "ce scan instead of the non-contrast scan (the target stays the "
+                            "non-contrast scan), so that removal is also learnt on images that "
+                            "look post-contrast. Default: 0")
+    group.add_argument("--max_minutes", type=float, default=DEFAULTS.max_minutes,
+                       help="train fewer epochs than --epochs if needed to end within this "
+                            "many minutes (timed on the first validated epoch after the "
+                            "first); 0: no limit")
+    group.add_argument("--seed", type=int, default=DEFAULTS.seed, help="default: %(default)s")
+
+
+def _validation_arguments(parser):
+    group = parser.add_argument_group("validation")
+    group.add_argument("--n_validation", type=_positive_int, default=DEFAULTS.n_validation,
+                       help="subjects held out for validation (default: %(default)s)")
+    group.add_argument("--n_validation_3d", type=int, default=DEFAULTS.n_validation_3d,
+                       help="of the --n_validation subjects, how many have a sharp 3D reference "
+                            "(reference class measured when caching). Default: 0 (no split "
+                            "by class)")
+    group.add_argument("--validation_subjects", nargs="+", type=_bids_label("sub-"),
+                       default=DEFAULTS.validation_subjects,
+                       metavar="LABEL", help="hold out exactly these subjects instead")
+    group.add_argument("--validate_every", type=_positive_int,
+                       default=DEFAULTS.validate_every,
+                       help="validate every N epochs (default: %(default)s)")
+
+
 def build_parser():
     parser = BidsAppArgumentParser(prog="gadosynth-train", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("bids_dir", type=Path, help="BIDS dataset with ce- and non-ce T1w pairs")
-    parser.add_argument("work_dir", type=Path,
-                        help="cache, checkpoints, logs and the trained weights (best.pt)")
-    parser.add_argument("--participant_label", nargs="+", type=_bids_label("sub-"),
-                        metavar="LABEL", help="train on these participants only")
-    parser.add_argument("--ce_label", default="gadolinium", type=_bids_label("ce-"))
-    parser.add_argument("--model", choices=["attention-unet", "res-unet"],
-                        default=DEFAULTS.model, help="default: %(default)s")
-    parser.add_argument("--formulation", choices=["enhancement", "direct"],
-                        default=DEFAULTS.formulation,
-                        help="enhancement (default): 1 mm grid, image = intensity curve of the "
-                             "input minus a non-negative enhancement map; direct: gadosynth "
-                             "0.1's and the paper's 128^3 grid, image predicted directly")
-    parser.add_argument("--width", type=_positive_int, default=DEFAULTS.width,
-                        help="channels of the first level (doubles per level; default 16)")
-    parser.add_argument("--epochs", type=_positive_int, default=DEFAULTS.epochs,
-                        help="default: %(default)s")
-    parser.add_argument("--batch_size", type=_positive_int, default=DEFAULTS.batch_size,
-                        help="default: %(default)s")
-    parser.add_argument("--crop_size", type=int, choices=[32, 48, 64, 80, 96, 112, 128],
-                        default=DEFAULTS.crop_size,
-                        help="training crop edge in voxels; 128 = whole volume "
-                                         "(GPU). Default: %(default)s")
-    parser.add_argument("--loss", choices=["mse", "l1"], default=DEFAULTS.loss,
-                        help="mse (default: learns much faster on skull-stripped BraTS-style "
-                             "pairs; see the model card) or l1 as in the paper")
-    parser.add_argument("--no_blur_matching", dest="blur_matched", action="store_false",
-                        help="compare the output with thick-slice targets as it is, instead of "
-                             "blurred by the target's measured blur (gadosynth 0.1's loss)")
-    parser.add_argument("--weight_3d", type=float, default=DEFAULTS.weight_3d,
-                        help="loss weight of pairs whose target is a sharp 3D scan "
-                             "(default: %(default)s)")
-    parser.add_argument("--curve_loss", choices=["quantile", "mse"],
-                        default=DEFAULTS.curve_loss,
-                        help="how the intensity curve learns (enhancement formulation): "
-                             "quantile (default) gives each scan its target's intensity "
-                             "distribution; mse regresses it voxel by voxel, which flattens "
-                             "grey/white contrast")
-    parser.add_argument("--curve_voxels", choices=["all", "unenhanced"],
-                        default=DEFAULTS.curve_voxels,
-                        help="voxels whose intensity distributions the quantile curve loss "
-                             "matches: all (default, the bundled weights' recipe) or "
-                             "unenhanced (the same voxels of both scans, without those much "
-                             "brighter after contrast: keeps the white-matter top, but the "
-                             "one-sided cut biases the curve bright; see the model card)")
-    parser.add_argument("--enhancement_l1", type=float, default=DEFAULTS.enhancement_l1,
-                        help="weight of the enhancement map's mean in the loss (sparsity; "
-                             "enhancement formulation). Default: %(default)s")
-    parser.add_argument("--distribution_loss", dest="distribution_weight", type=float,
-                        default=DEFAULTS.distribution_weight,
-                        help="weight of the intensity-histogram term of each crop (sorted "
-                             "values of the blur-matched output against the target's): a "
-                             "shaved white-matter top costs here. Default: %(default)s")
-    parser.add_argument("--learning_rate", type=float, default=DEFAULTS.learning_rate,
-                        help="Adam; default %(default)s")
-    parser.add_argument("--n_validation", type=_positive_int, default=DEFAULTS.n_validation,
-                        help="subjects held out for validation (default: %(default)s)")
-    parser.add_argument("--n_validation_3d", type=int, default=DEFAULTS.n_validation_3d,
-                        help="of the --n_validation subjects, how many have a sharp 3D reference "
-                             "(reference class measured when caching). Default: 0 (no split "
-                             "by class)")
-    parser.add_argument("--validation_subjects", nargs="+", type=_bids_label("sub-"),
-                        default=DEFAULTS.validation_subjects,
-                        metavar="LABEL", help="hold out exactly these subjects instead")
-    parser.add_argument("--validate_every", type=_positive_int,
-                        default=DEFAULTS.validate_every,
-                        help="validate every N epochs (default: %(default)s)")
-    parser.add_argument("--augmentation", type=float, default=DEFAULTS.augmentation,
-                        help="augmentation strength, 0 disables (default: %(default)s)")
-    parser.add_argument("--init", default=DEFAULTS.init,
-                        help="scratch, bundled (fine-tune the bundled weights) or a weights file")
-    parser.add_argument("--simulated_enhancement", dest="simulated_fraction", type=float,
-                        default=DEFAULTS.simulated_fraction, metavar="FRACTION",
-                        help="share of training inputs replaced by the real non-contrast scan "
-                             "plus simulated enhancement (dura, sinus, veins, choroid plexus, "
-                             "ring lesion); validation stays on real pairs. Default: 0")
-    parser.add_argument("--simulated_on_ce", type=float, default=DEFAULTS.simulated_on_ce,
-                        metavar="FRACTION",
-                        help="share of the simulated inputs that add the enhancement to the real "
-                             "ce scan instead of the non-contrast scan (the target stays the "
-                             "non-contrast scan), so that removal is also learnt on images that "
-                             "look post-contrast. Default: 0")
-    parser.add_argument("--max_minutes", type=float, default=DEFAULTS.max_minutes,
-                        help="train fewer epochs than --epochs if needed to end within this "
-                             "many minutes (timed on the first validated epoch after the "
-                             "first); 0: no limit")
-    parser.add_argument("--pairs_from_cache", action="store_true",
-                        help="train on the pairs already cached in work_dir/cache without "
-                             "reading bids_dir (e.g. on a GPU machine without ANTs)")
-    parser.add_argument("--derivatives", type=Path, metavar="OUTPUT_DIR",
-                        help="a gadosynth participant-level output folder: its preprocessing "
-                             "outputs are reused for the pairs where they are complete and were "
-                             "made from the same input bytes (the rest are preprocessed)")
-    parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="default: %(default)s")
+    for add_arguments in (_data_arguments, _model_arguments, _loss_arguments,
+                          _schedule_arguments, _validation_arguments):
+        add_arguments(parser)
     parser.add_argument("--device", type=_device, default="auto")
     parser.add_argument("--nthreads", type=_positive_int, help="CPU threads")
-    parser.add_argument("--cache_only", action="store_true",
-                        help="preprocess and cache the pairs, then stop")
     return parser
 
 
