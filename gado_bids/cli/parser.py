@@ -78,20 +78,7 @@ def _seed(value: str) -> int:
     return number
 
 
-def build_parser(prog: str = "gadosynth") -> argparse.ArgumentParser:
-    parser = BidsAppArgumentParser(
-        prog=prog, description=DESCRIPTION, epilog=EPILOG,
-        usage="%(prog)s bids_dir output_dir {participant,group} [options]",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("bids_dir", type=Path,
-                        help="the root of the input BIDS dataset (read only; never written)")
-    parser.add_argument("output_dir", type=Path,
-                        help="where the BIDS Derivatives dataset is written (created if missing); "
-                             "must not lie inside bids_dir except under bids_dir/derivatives/")
-    parser.add_argument("analysis_level", choices=["participant", "group"],
-                        help="participant: process each selected participant's ce- scans; "
-                             "group: summarise all participants")
-
+def _selection_arguments(parser):
     selection = parser.add_argument_group("selecting the data")
     selection.add_argument("--participant_label", "--participant-label", nargs="+",
                            type=_bids_label("sub-"), metavar="LABEL",
@@ -110,6 +97,8 @@ def build_parser(prog: str = "gadosynth") -> argparse.ArgumentParser:
     selection.add_argument("--skip_bids_validator", "--skip-bids-validator", action="store_true",
                            help="do not validate the input dataset with the BIDS validator")
 
+
+def _model_arguments(parser):
     model = parser.add_argument_group("synthesis model")
     model.add_argument("--model", choices=["attention-unet", "res-unet"], default="attention-unet",
                        help="bundled network to use (default: %(default)s, the better of the two "
@@ -118,6 +107,8 @@ def build_parser(prog: str = "gadosynth") -> argparse.ArgumentParser:
                        help="weights file from gadosynth-train (best.pt) instead of the bundled "
                             "weights; its network type is read from the file")
 
+
+def _computation_arguments(parser):
     compute = parser.add_argument_group("computation")
     compute.add_argument("--device", type=_device, default="auto",
                          help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N "
@@ -131,6 +122,8 @@ def build_parser(prog: str = "gadosynth") -> argparse.ArgumentParser:
     compute.add_argument("--seed", type=_seed, default=42,
                          help="random seed, recorded in every sidecar (default: %(default)s)")
 
+
+def _file_arguments(parser):
     files = parser.add_argument_group("files")
     files.add_argument("--work_dir", "--work-dir", type=Path, metavar="DIR",
                        help="scratch folder for intermediate files "
@@ -141,6 +134,23 @@ def build_parser(prog: str = "gadosynth") -> argparse.ArgumentParser:
                        help="recompute outputs that are already complete, and accept an output "
                             "folder written by another gadosynth version (default: keep and skip)")
 
+
+def build_parser(prog: str = "gadosynth") -> argparse.ArgumentParser:
+    parser = BidsAppArgumentParser(
+        prog=prog, description=DESCRIPTION, epilog=EPILOG,
+        usage="%(prog)s bids_dir output_dir {participant,group} [options]",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bids_dir", type=Path,
+                        help="the root of the input BIDS dataset (read only; never written)")
+    parser.add_argument("output_dir", type=Path,
+                        help="where the BIDS Derivatives dataset is written (created if missing); "
+                             "must not lie inside bids_dir except under bids_dir/derivatives/")
+    parser.add_argument("analysis_level", choices=["participant", "group"],
+                        help="participant: process each selected participant's ce- scans; "
+                             "group: summarise all participants")
+    for add_arguments in (_selection_arguments, _model_arguments, _computation_arguments,
+                          _file_arguments):
+        add_arguments(parser)
     parser.add_argument("-v", "--version", action="version",
                         version=f"gadosynth {__version__}")
     return parser
