@@ -100,31 +100,51 @@ def _pick_reference(job_entities: dict, candidates: list):
     return Path(ranked[0].path)
 
 
-def select_scans(layout: BIDSLayout, ce_label: str = "gadolinium", participant_labels=None,
-                 session_labels=None, filters: Optional[dict] = None) -> Selection:
-    filters = filters or {}
+def _chosen_subjects(layout: BIDSLayout, participant_labels) -> list:
     all_subjects = sorted(layout.get_subjects())
     if not all_subjects:
         raise GadoError(f"the dataset '{layout.root}' holds no subject folders (sub-*)",
                         ExitCode.NO_INPUT)
-    if participant_labels:
-        unknown = sorted(set(participant_labels) - set(all_subjects))
-        if unknown:
-            raise GadoError(
-                f"participant label(s) {', '.join(unknown)} not found in '{layout.root}'. "
-                f"Labels that exist: {', '.join(all_subjects)}", ExitCode.NOTHING_SELECTED)
-        subjects = sorted(set(participant_labels))
-    else:
-        subjects = all_subjects
+    if not participant_labels:
+        return all_subjects
+    unknown = sorted(set(participant_labels) - set(all_subjects))
+    if unknown:
+        raise GadoError(
+            f"participant label(s) {', '.join(unknown)} not found in '{layout.root}'. "
+            f"Labels that exist: {', '.join(all_subjects)}", ExitCode.NOTHING_SELECTED)
+    return sorted(set(participant_labels))
+
+
+def _check_sessions(layout: BIDSLayout, subjects, session_labels):
+    known_sessions = set(layout.get_sessions(subject=subjects))
+    unknown = sorted(set(session_labels) - known_sessions)
+    if unknown:
+        raise GadoError(
+            f"session label(s) {', '.join(unknown)} not found for the selected participants. "
+            f"Sessions that exist: {', '.join(sorted(known_sessions)) or 'none'}",
+            ExitCode.NOTHING_SELECTED)
+
+
+def _nothing_selected(layout: BIDSLayout, ce_label: str) -> GadoError:
+    """Why no scan was selected: none in the dataset (with the ce labels it has), or none left
+    by the selection."""
+    any_ce = layout.get(suffix="T1w", ceagent=ce_label, extension=[".nii", ".nii.gz"])
+    if not any_ce:
+        ce_values = sorted(layout.get_ceagents()) if hasattr(layout, "get_ceagents") else []
+        hint = f" (ce labels present: {', '.join(ce_values)}; see --ce_label)" if ce_values else ""
+        return GadoError(f"no contrast-enhanced T1w scan (*_ce-{ce_label}_T1w.nii[.gz]) in "
+                         f"'{layout.root}'{hint}: nothing to translate", ExitCode.NO_INPUT)
+    return GadoError("the participant/session labels and --bids_filter_file selected no "
+                     f"ce-{ce_label} T1w scan: relax the selection", ExitCode.NOTHING_SELECTED)
+
+
+def select_scans(layout: BIDSLayout, ce_label: str = "gadolinium", participant_labels=None,
+                 session_labels=None, filters: Optional[dict] = None) -> Selection:
+    filters = filters or {}
+    subjects = _chosen_subjects(layout, participant_labels)
     base = dict(subject=subjects, suffix="T1w", extension=[".nii", ".nii.gz"])
     if session_labels:
-        known_sessions = set(layout.get_sessions(subject=subjects))
-        unknown = sorted(set(session_labels) - known_sessions)
-        if unknown:
-            raise GadoError(
-                f"session label(s) {', '.join(unknown)} not found for the selected participants. "
-                f"Sessions that exist: {', '.join(sorted(known_sessions)) or 'none'}",
-                ExitCode.NOTHING_SELECTED)
+        _check_sessions(layout, subjects, session_labels)
         base["session"] = list(session_labels)
 
     ce_files = _query(layout, filters, "ce_t1w", ceagent=ce_label, **base)
@@ -141,16 +161,9 @@ def select_scans(layout: BIDSLayout, ce_label: str = "gadolinium", participant_l
                       reference_path=_pick_reference(entities, references))
         jobs_by_subject.setdefault(job.subject, []).append(job)
 
-    without_ce = [s for s in subjects if s not in jobs_by_subject]
     if not jobs_by_subject:
-        any_ce = layout.get(suffix="T1w", ceagent=ce_label, extension=[".nii", ".nii.gz"])
-        if not any_ce:
-            ce_values = sorted(layout.get_ceagents()) if hasattr(layout, "get_ceagents") else []
-            hint = f" (ce labels present: {', '.join(ce_values)}; see --ce_label)" if ce_values else ""
-            raise GadoError(f"no contrast-enhanced T1w scan (*_ce-{ce_label}_T1w.nii[.gz]) in "
-                            f"'{layout.root}'{hint}: nothing to translate", ExitCode.NO_INPUT)
-        raise GadoError("the participant/session labels and --bids_filter_file selected no "
-                        f"ce-{ce_label} T1w scan: relax the selection", ExitCode.NOTHING_SELECTED)
+        raise _nothing_selected(layout, ce_label)
+    without_ce = [s for s in subjects if s not in jobs_by_subject]
     for subject in without_ce:
         LOG.warning("sub-%s has no ce-%s T1w scan in the selection: skipped", subject, ce_label)
     return Selection(jobs_by_subject=jobs_by_subject, subjects_without_ce=without_ce)

@@ -227,41 +227,29 @@ def _write_preprocessing(prepared: PreparedScan, context, outputs, record):
         Description="QC: registration to the template and brain masks")
 
 
-def finish_scan(prepared: PreparedScan, context) -> ScanOutcome:
-    """Writing of the preprocessing outputs (unless reused), then synthesis with the run's one
-    model and writing of the synthetic images, every file atomically."""
-    job, ce_image, session = prepared.job, prepared.ce_image, prepared.session
-    outputs = spec.predict(job, context.output_dir)
-    ce = session.ce
-    raw = derivatives.bids_uri(context.bids_dir, job.ce_path)
-    ce_provenance = _scan_provenance(context, ce, prepared.inputs_sha256)
-
-    def record(key, write, sources, provenance=ce_provenance, **fields):
-        derivatives.write_with_sidecar(outputs[key], write, sources, provenance, **fields)
-
-    stage_seconds = {}
-    started = time.perf_counter()
-    if not prepared.reused:
-        _write_preprocessing(prepared, context, outputs, record)
-    writing_seconds = time.perf_counter() - started
-
-    synthesiser = context.synthesiser
-    LOG.info("  %s: synthesis (%s, %s grid, %s)", job.key, synthesiser.provenance["Model"],
-             synthesiser.grid, synthesiser.precision)
+def _synthesise(prepared: PreparedScan, synthesiser, stage_seconds: dict) -> tuple:
+    """(synthesis on the cropped grid, synthetic native image, enhancement native image)."""
+    ce = prepared.session.ce
+    LOG.info("  %s: synthesis (%s, %s grid, %s)", prepared.job.key,
+             synthesiser.provenance["Model"], synthesiser.grid, synthesiser.precision)
     started = time.perf_counter()
     synthesis = synthesiser(ce.crop, ce.crop_mask)
     stage_seconds["inference"] = round(time.perf_counter() - started, 2)
     started = time.perf_counter()
-    synthetic_native, enhancement_native = native_images(synthesis, ce, ce_image, synthesiser)
+    synthetic_native, enhancement_native = native_images(synthesis, ce, prepared.ce_image,
+                                                         synthesiser)
     stage_seconds["resampling_to_native"] = round(time.perf_counter() - started, 2)
-    started = time.perf_counter()
-    extra = {"PreprocessingReused": prepared.reused, "IntensityAnchor": ce.anchor,
-             "SynthesisTimings_s": stage_seconds}
+    return synthesis, synthetic_native, enhancement_native
+
+
+def _write_synthesis(record, images, native_affine, synthesiser, sources, extra):
+    """The synthetic image and the removed enhancement, on the cropped and the native grid."""
+    synthesis, synthetic_native, enhancement_native = images
     crop_affine = grids.cropped_template_affine()
-    record("synthetic_crop", lambda p: _save(p, synthesis.synthetic, crop_affine), [raw],
+    record("synthetic_crop", lambda p: _save(p, synthesis.synthetic, crop_affine), sources,
            Description="synthetic non-contrast T1w in the cropped template grid (the grid "
                        "the paper evaluated in)", IntensityScale=SCALE, **extra)
-    record("synthetic_native", lambda p: _save(p, synthetic_native, ce_image.affine), [raw],
+    record("synthetic_native", lambda p: _save(p, synthetic_native, native_affine), sources,
            Description="synthetic non-contrast T1w on the ce scan's native grid" + (
                ": the network's intensity curve applied to the N4-corrected ce scan voxel by "
                "voxel, minus the removed enhancement brought to this grid (the only "
@@ -273,18 +261,41 @@ def finish_scan(prepared: PreparedScan, context) -> ScanOutcome:
         if synthesiser.formulation == "enhancement" else
         "where the network darkened the ce scan: max(ce - synthetic, 0) (a direct-formulation "
         "network predicts no enhancement map of its own)")
-    record("enhancement_crop", lambda p: _save(p, synthesis.enhancement, crop_affine), [raw],
+    record("enhancement_crop", lambda p: _save(p, synthesis.enhancement, crop_affine), sources,
            Description=enhancement_description + ", cropped template grid",
            IntensityScale=SCALE, **extra)
-    record("enhancement_native", lambda p: _save(p, enhancement_native, ce_image.affine), [raw],
-           Description=enhancement_description + ", ce scan's native grid",
+    record("enhancement_native", lambda p: _save(p, enhancement_native, native_affine),
+           sources, Description=enhancement_description + ", ce scan's native grid",
            IntensityScale=NATIVE_SCALE, **extra)
+
+
+def finish_scan(prepared: PreparedScan, context) -> ScanOutcome:
+    """Writing of the preprocessing outputs (unless reused), then synthesis with the run's one
+    model and writing of the synthetic images, every file atomically."""
+    job, session = prepared.job, prepared.session
+    outputs = spec.predict(job, context.output_dir)
+    ce_provenance = _scan_provenance(context, session.ce, prepared.inputs_sha256)
+
+    def record(key, write, sources, provenance=ce_provenance, **fields):
+        derivatives.write_with_sidecar(outputs[key], write, sources, provenance, **fields)
+
+    stage_seconds = {}
+    started = time.perf_counter()
+    if not prepared.reused:
+        _write_preprocessing(prepared, context, outputs, record)
+    writing_seconds = time.perf_counter() - started
+    images = _synthesise(prepared, context.synthesiser, stage_seconds)
+    started = time.perf_counter()
+    extra = {"PreprocessingReused": prepared.reused, "IntensityAnchor": session.ce.anchor,
+             "SynthesisTimings_s": stage_seconds}
+    _write_synthesis(record, images, prepared.ce_image.affine, context.synthesiser,
+                     [derivatives.bids_uri(context.bids_dir, job.ce_path)], extra)
     stage_seconds["writing"] = round(writing_seconds + time.perf_counter() - started, 2)
     if prepared.scan_work is not None:
         shutil.rmtree(prepared.scan_work, ignore_errors=True)
     preprocessing = "reused" if prepared.reused else "%.0f s" % (
-        sum(ce.timings.values()) + (sum(session.reference.timings.values())
-                                    if session.reference else 0))
+        sum(session.ce.timings.values()) + (sum(session.reference.timings.values())
+                                            if session.reference else 0))
     LOG.info("  %s: done (preprocessing %s, inference %.1f s, writing %.1f s)", job.key,
              preprocessing, stage_seconds["inference"], stage_seconds["writing"])
     return ScanOutcome.PROCESSED

@@ -148,6 +148,34 @@ def _session_thumbnail(volumes, mask) -> str:
                       if image in volumes], mask[:, :, axial])
 
 
+def _segment_images(job, output_dir, outputs, volumes, mask, fingerprint, seed, provenance,
+                    result):
+    """Each image segmented (the dseg files written with their sources), its volumes in the
+    template and the native grid; then the real scan's repeatability copy."""
+    native_scale = tissues.template_to_native_scale(outputs["ce_xfm"])
+    result["template_to_native_scale"] = native_scale
+    mask_keys = ["ce_mask"] + (["ref_mask"] if "real" in volumes else [])
+    for image, image_key in IMAGE_OUTPUTS.items():
+        if image not in volumes:
+            continue
+        sources = [outputs[image_key]] + [outputs[k] for k in mask_keys]
+        sources_sha = {k: fingerprint[k] for k in [image_key] + mask_keys}
+        uris = [f"bids::{Path(p).relative_to(output_dir).as_posix()}" for p in sources]
+        labels, seconds = _segmentation(job, output_dir, image, volumes[image], mask,
+                                        uris, sources_sha, seed, provenance)
+        template_volumes = tissues.volumes_cm3(labels)
+        result["volumes_template_cm3"][image] = template_volumes
+        result["volumes_native_cm3"][image] = {k: v * native_scale
+                                               for k, v in template_volumes.items()}
+        result["segmentation_seconds"][image] = seconds
+    if "real" in volumes:
+        started = time.perf_counter()
+        repeat = tissues.segment(tissues.repeatability_copy(volumes["real"], mask, seed), mask,
+                                 seed)
+        result["volumes_template_cm3"]["real_repeat"] = tissues.volumes_cm3(repeat)
+        result["segmentation_seconds"]["real_repeat"] = round(time.perf_counter() - started, 1)
+
+
 def measure_session(job, output_dir: Path, seed: int, provenance: dict) -> dict:
     """Evaluation and tissue volumes of one session (from cache when still valid)."""
     cached = cached_measures(job, output_dir)
@@ -175,27 +203,7 @@ def measure_session(job, output_dir: Path, seed: int, provenance: dict) -> dict:
                                 for image in ("ce", "synthetic")}
     result["evaluation_seconds"] = round(time.perf_counter() - started, 1)
     result["thumbnail_png"] = _session_thumbnail(volumes, mask)
-    native_scale = tissues.template_to_native_scale(outputs["ce_xfm"])
-    result["template_to_native_scale"] = native_scale
-    mask_keys = ["ce_mask"] + (["ref_mask"] if has_real else [])
-    for image, image_key in IMAGE_OUTPUTS.items():
-        if image not in volumes:
-            continue
-        sources = [outputs[image_key]] + [outputs[k] for k in mask_keys]
-        sources_sha = {k: fingerprint[k] for k in [image_key] + mask_keys}
-        uris = [f"bids::{Path(p).relative_to(output_dir).as_posix()}" for p in sources]
-        labels, seconds = _segmentation(job, output_dir, image, volumes[image], mask,
-                                        uris, sources_sha, seed, provenance)
-        template_volumes = tissues.volumes_cm3(labels)
-        result["volumes_template_cm3"][image] = template_volumes
-        result["volumes_native_cm3"][image] = {k: v * native_scale
-                                               for k, v in template_volumes.items()}
-        result["segmentation_seconds"][image] = seconds
-    if has_real:
-        started = time.perf_counter()
-        repeat = tissues.segment(tissues.repeatability_copy(volumes["real"], mask, seed), mask,
-                                 seed)
-        result["volumes_template_cm3"]["real_repeat"] = tissues.volumes_cm3(repeat)
-        result["segmentation_seconds"]["real_repeat"] = round(time.perf_counter() - started, 1)
+    _segment_images(job, output_dir, outputs, volumes, mask, fingerprint, seed, provenance,
+                    result)
     atomic.write_json(spec.session_measures(job, output_dir), result)
     return {**result, "reused": False}
