@@ -1,0 +1,78 @@
+"""What a training run sees (gado_bids.training.data and simulated_enhancement): the split by
+reference class, simulated enhancement maps and inputs."""
+import pytest
+import torch
+
+
+def test_validation_split_holds_out_both_reference_classes():
+    from gado_bids.training.data import split_subjects
+    subjects = [f"{n:03d}" for n in range(1, 21)]
+    classes = {s: "3D" if int(s) <= 6 else "thick-slice" for s in subjects}
+    train, validation = split_subjects(subjects, 8, 4, classes=classes, n_3d=4)
+    assert len(validation) == 8 and sum(classes[s] == "3D" for s in validation) == 4
+    assert sorted(train + validation) == subjects
+    assert split_subjects(subjects, 8, 4, classes=classes, n_3d=4)[1] == validation  # seeded
+    assert split_subjects(subjects, 8, 5, classes=classes, n_3d=4)[1] != validation
+    with pytest.raises(ValueError, match="3D reference"):
+        split_subjects(subjects, 8, 4, classes=classes, n_3d=6)  # would leave none to train
+
+
+def test_simulated_enhancement_maps_and_inputs(tmp_path):
+    """Maps are reproducible per seed, lie where gadolinium shows (dura outside the brain, vessels,
+    plexus and a lesion rim inside), and a simulated input is the target plus the scaled map."""
+    import numpy as np
+    from gado_bids.preprocessing import grids
+    from gado_bids.preprocessing.template import template_brain_mask
+    from gado_bids.training import simulated_enhancement as simulated
+    maps = simulated.load_or_make_maps(tmp_path / "maps.npz", seed=5, n_maps=2)
+    assert maps.shape == (2, *grids.CROP_SHAPE) and maps.dtype == np.uint8
+    assert np.array_equal(simulated.load_or_make_maps(tmp_path / "maps.npz", seed=5), maps)
+    assert np.array_equal(simulated.make_maps(1, seed=5)[0], maps[0])  # the seed decides
+    assert not np.array_equal(simulated.make_maps(1, seed=6)[0], maps[0])
+    brain = grids.crop_template_volume(template_brain_mask().get_fdata()) > 0
+    for weights in maps:
+        enhanced = weights > 0.3 * 255
+        assert 5_000 < enhanced.sum() < 0.05 * brain.sum() * 3
+        outside, inside = (enhanced & ~brain).sum(), (enhanced & brain).sum()
+        assert outside > 0.5 * enhanced.sum()  # the dura, hugging the brain
+        assert inside > 3_000  # veins, choroid plexus, lesion rim
+    target = torch.full((1, 8, 8, 8), 0.5)
+    weights = torch.zeros(1, 8, 8, 8)
+    weights[0, 2:4, 2:4, 2:4] = 1.0
+    weights[0, 5, 5, 5] = 0.5
+    simulated_input = simulated.simulate_ce(target, weights, 0.6)
+    assert torch.allclose(simulated_input[weights == 0], target[weights == 0])
+    assert torch.allclose(simulated_input[0, 2:4, 2:4, 2:4], torch.tensor(1.0))  # clipped
+    assert simulated_input[0, 5, 5, 5].item() == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("on_ce", [0.0, 1.0])
+def test_simulated_inputs_are_built_on_the_chosen_scan(on_ce):
+    """A simulated training input is its base scan (target or ce) plus enhancement where the map
+    is non-zero, and nothing else; the target is left untouched."""
+    import numpy as np
+    from gado_bids.training.cache import TrainingPair
+    from gado_bids.training.config import TrainConfig
+    from gado_bids.training.data import sample_batch
+    rng = np.random.default_rng(0)
+    ce = rng.uniform(0.2, 0.4, (32, 32, 32)).astype(np.float32)
+    target = rng.uniform(0.2, 0.4, (32, 32, 32)).astype(np.float32)
+    pair = TrainingPair("x", "01", ce, target, np.ones((32, 32, 32), bool), (0.5, 0.0, 1.2))
+    maps = torch.zeros(1, 32, 32, 32, dtype=torch.uint8)
+    maps[0, 10:14, 10:14, 10:14] = 255
+    config = TrainConfig(crop_size=32, augmentation=0.0, simulated_fraction=1.0,
+                         simulated_on_ce=on_ce)
+    inputs, targets, _, sigmas, _, _ = sample_batch(
+        [pair], config, torch.Generator().manual_seed(0), torch.device("cpu"), maps)
+    assert sigmas == [pair.target_blur if on_ce else (0.0, 0.0, 0.0)]  # pure removal: sharp
+    flipped = not torch.allclose(targets[0, 0], torch.from_numpy(target))  # the random flip
+    base = torch.from_numpy(ce if on_ce else target)
+    if flipped:
+        base, maps = base.flip(0), maps.flip(1)
+    added = inputs[0, 0] - base
+    enhanced = maps[0] > 0
+    assert torch.allclose(added[~enhanced], torch.tensor(0.0), atol=1e-6)
+    from gado_bids.training.simulated_enhancement import AMPLITUDE_RANGE
+    low, high = AMPLITUDE_RANGE
+    assert low - 1e-6 <= added[enhanced].min() and added[enhanced].max() <= high + 1e-6
+    assert torch.allclose(added[enhanced], added[enhanced][0])  # one amplitude per map

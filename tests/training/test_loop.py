@@ -1,0 +1,106 @@
+"""The training loop end to end (CPU, small): the loss goes down, a killed run resumes exactly,
+training from the cache alone with simulated pairs and a time limit."""
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from gado_bids.model.networks import build_model
+
+
+def test_a_few_steps_lower_the_loss(demo_pairs):
+    """On a demo crop (ventricles with choroid plexus, dura, sinus), 25 Adam steps learn."""
+    torch.manual_seed(0)
+    model = build_model("attention-unet", 8, "enhancement")
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    pair = demo_pairs[0]
+    box = (slice(32, 96), slice(32, 96), slice(48, 80))
+    x = torch.from_numpy(pair.ce[box].copy())[None, None]
+    y = torch.from_numpy(pair.target[box].copy())[None, None]
+    losses = []
+    for _ in range(25):
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert min(losses[-5:]) < 0.93 * losses[0], losses
+
+
+def _train(cache_root, work, epochs, wait_for_epoch=None):
+    command = [sys.executable, "-m", "gado_bids.cli.train", str(cache_root["bids"]), str(work),
+               "--epochs", str(epochs), "--crop_size", "32", "--width", "4", "--n_validation",
+               "1", "--nthreads", "1", "--seed", "3", "--participant_label", "01", "02",
+               "--validate_every", "2"]
+    if wait_for_epoch is None:
+        return subprocess.run(command, capture_output=True, text=True, timeout=600)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    log = work / "training_log.tsv"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if log.exists() and len(log.read_text().splitlines()) > wait_for_epoch:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return process
+
+
+def test_training_resumes_exactly_after_a_kill(demo_cache, tmp_path):
+    straight = tmp_path / "straight"
+    interrupted = tmp_path / "interrupted"
+    for work in (straight, interrupted):
+        shutil.copytree(demo_cache["work"] / "cache", work / "cache")
+    result = _train(demo_cache, straight, epochs=4)
+    assert result.returncode == 0, result.stderr
+    assert "validation (best epoch" in result.stdout
+
+    _train(demo_cache, interrupted, epochs=4, wait_for_epoch=1)  # SIGKILL after epoch >= 1
+    done = len((interrupted / "training_log.tsv").read_text().splitlines()) - 1
+    assert 1 <= done < 4, "the kill came too late to test resuming"
+    resumed = _train(demo_cache, interrupted, epochs=4)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stderr and f"epoch {done}" in resumed.stderr
+    log = (interrupted / "training_log.tsv").read_text().splitlines()
+    assert [row.split("\t")[0] for row in log[1:]] == ["1", "2", "3", "4"]
+    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=False)
+    b = torch.load(interrupted / "checkpoints" / "last.pt", weights_only=False)
+    assert a["step"] == b["step"]
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    split = json.loads((straight / "split.json").read_text())
+    assert len(split["validation"]) == 1 and len(split["train"]) == 1
+
+
+def test_training_from_the_cache_alone_with_simulated_pairs_and_a_time_limit(demo_cache, tmp_path):
+    """What a GPU machine without ANTs runs: no BIDS dataset, only the cache and the maps."""
+    from gado_bids.training import simulated_enhancement as simulated
+    work = tmp_path / "work"
+    shutil.copytree(demo_cache["work"] / "cache", work / "cache")
+    simulated.load_or_make_maps(work / "enhancement_maps.npz", seed=3, n_maps=2)
+    command = [sys.executable, "-m", "gado_bids.cli.train", str(tmp_path / "not-here"), str(work),
+               "--pairs_from_cache", "--simulated_enhancement", "1", "--simulated_on_ce", "0.5",
+               "--max_minutes", "0.001",
+               "--epochs", "6", "--crop_size", "32", "--width", "4", "--n_validation", "1",
+               "--nthreads", "1", "--seed", "3"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "100% of training inputs get simulated enhancement (2 maps)" in result.stderr
+    assert "time limit 0.0 min: 2 epochs instead of 6" in result.stderr
+    rows = (work / "training_log.tsv").read_text().splitlines()[1:]
+    assert [row.split("\t")[0] for row in rows] == ["1", "2"]
+    summary = json.loads((work / "summary.json").read_text())
+    assert summary["config"]["epochs"] == 2 and summary["steps"] == 2
+    assert summary["config"]["simulated_on_ce"] == 0.5
+    assert "--pairs_from_cache" in summary["command"]
+    empty = subprocess.run(command[:4] + [str(tmp_path / "empty")] + command[5:],
+                           capture_output=True, text=True, timeout=600)
+    assert empty.returncode == 64 and "no cached pairs" in empty.stderr
+    wrong = subprocess.run(command + ["--simulated_on_ce", "1.5"], capture_output=True,
+                           text=True, timeout=600)
+    assert wrong.returncode == 64 and "between 0 and 1" in wrong.stderr
