@@ -4,18 +4,11 @@ import numpy as np
 
 from gado_bids.outputs import group_report
 from gado_bids.workflows import group_rows
-from workflows.test_group_rows import SESSIONS, _ids, _measures
+from workflows.test_group_rows import _ids, session_rows
 
 
 def _inputs():
-    similarity, evaluation, volumes = [], [], []
-    for n, (cls, ce, clip, blurred, synthetic, real_gm, synthetic_gm, repeat) in \
-            enumerate(SESSIONS, 1):
-        psnr = {"ce": ce, "clip": clip, "clip-and-blur": blurred, "synthetic": synthetic}
-        measures = _measures(cls, psnr, real_gm, synthetic_gm, repeat)
-        similarity.append(group_rows.similarity_row(_ids(n), "unseen", measures))
-        evaluation += group_rows.evaluation_rows(_ids(n), "unseen", measures)
-        volumes += group_rows.volume_rows(_ids(n), "unseen", measures)
+    similarity, evaluation, volumes = session_rows()
     sessions = [{**_ids(n), "status": "measured", "reason": ""} for n in (1, 2, 3)]
     sessions.append({**_ids(4), "status": "participant_level_failed",
                      "reason": "mask <empty> & no brain"})

@@ -42,8 +42,8 @@ SESSIONS = [  # (class, ce, clip, clip-and-blur, synthetic PSNR, real GM, synthe
 ]
 
 
-@pytest.fixture
-def rows():
+def session_rows():
+    """(similarity, evaluation, volume) rows of SESSIONS, unrounded."""
     similarity, evaluation, volumes = [], [], []
     for n, (cls, ce, clip, blurred, synthetic, real_gm, synthetic_gm, repeat) in \
             enumerate(SESSIONS, 1):
@@ -53,6 +53,11 @@ def rows():
         evaluation += group_rows.evaluation_rows(_ids(n), "unseen", measures)
         volumes += group_rows.volume_rows(_ids(n), "unseen", measures)
     return similarity, evaluation, volumes
+
+
+@pytest.fixture
+def rows():
+    return session_rows()
 
 
 def test_volume_rows_hold_errors_and_repeatability_per_tissue(rows):
