@@ -111,6 +111,11 @@ def _schedule_arguments(parser):
                             "ce scan instead of the non-contrast scan (the target stays the "
                             "non-contrast scan), so that removal is also learnt on images that "
                             "look post-contrast. Default: 0")
+    group.add_argument("--simulated_loss_mask", choices=["brain", "brain+enhancement"],
+                       default=DEFAULTS.simulated_loss_mask,
+                       help="where a simulated sample's loss is computed: the pair's brain mask "
+                            "(default) or also the voxels the simulation enhanced outside it "
+                            "(the dura shell at the brain's edge)")
     group.add_argument("--max_minutes", type=float, default=DEFAULTS.max_minutes,
                        help="train fewer epochs than --epochs if needed to end within this "
                             "many minutes (timed on the first validated epoch after the "

@@ -26,6 +26,8 @@ class TrainConfig:
     curve_voxels: str = "all"  # all | unenhanced: the voxels the quantile loss matches
     simulated_fraction: float = 0.0  # share of training inputs with simulated enhancement
     simulated_on_ce: float = 0.0  # share of those built on the real ce scan, not the target
+    # brain | brain+enhancement: where a simulated sample's loss is computed (training/data.py)
+    simulated_loss_mask: str = "brain"
     max_minutes: float = 0.0  # > 0: fewer epochs so that training ends within this time
     n_validation_3d: int = 0  # of the n_validation, how many with a sharp 3D reference
     validation_subjects: list = field(default_factory=list)  # fixed list overrides n_validation

@@ -55,7 +55,11 @@ def sample_batch(pairs, config, generator, device, enhancement_maps=None, sharp_
     descriptors of the whole scans the inputs were cropped from, or None). A simulated sample
     replaces its pair by a random sharp (3D) training pair and adds enhancement to that pair's
     target (pure removal: the target is the untouched sharp scan, blur zero) or, with
-    simulated_on_ce, to its real ce scan (the target keeps its own blur)."""
+    simulated_on_ce, to its real ce scan (the target keeps its own blur). With
+    simulated_loss_mask "brain+enhancement" a simulated sample's loss also covers the voxels the
+    simulation enhanced outside the pair's brain mask: the dura shell hugging the brain lies
+    mostly just outside a skull-stripped scan's mask, so with the brain mask alone enhancement
+    left inside a looser mask (a clinical skull strip, the demo's) is never taught away."""
     size = config.crop_size
     inputs, targets, masks, sigmas, weights, described = [], [], [], [], [], []
     for pair in pairs:
@@ -81,9 +85,10 @@ def sample_batch(pairs, config, generator, device, enhancement_maps=None, sharp_
         if descriptors is not None:
             described.append(descriptors[pair.name][1 if pure_removal else 0])
         weights.append(config.weight_3d if pair.reference_class == "3D" else 1.0)
-        ce, target, mask = augment(ce, target,
-                                   _to_tensor(pair.mask[box], device), generator,
-                                   config.augmentation)
+        mask = _to_tensor(pair.mask[box], device)
+        if simulated and config.simulated_loss_mask == "brain+enhancement":
+            mask = torch.maximum(mask, (added > 0).to(mask.dtype))
+        ce, target, mask = augment(ce, target, mask, generator, config.augmentation)
         inputs.append(ce), targets.append(target), masks.append(mask)
     return (torch.stack(inputs), torch.stack(targets), torch.stack(masks), sigmas, weights,
             torch.stack(described).to(device) if described else None)

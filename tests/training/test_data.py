@@ -76,3 +76,29 @@ def test_simulated_inputs_are_built_on_the_chosen_scan(on_ce):
     low, high = AMPLITUDE_RANGE
     assert low - 1e-6 <= added[enhanced].min() and added[enhanced].max() <= high + 1e-6
     assert torch.allclose(added[enhanced], added[enhanced][0])  # one amplitude per map
+
+
+@pytest.mark.parametrize("loss_mask", ["brain", "brain+enhancement"])
+def test_a_simulated_sample_can_be_scored_where_it_was_enhanced_outside_the_brain(loss_mask):
+    """Enhancement drawn across the brain mask's edge (the dura shell): with
+    "brain+enhancement" the sample's loss mask covers it, with "brain" only the brain; a real
+    sample's mask is the brain mask either way."""
+    import numpy as np
+    from gado_bids.training.cache import TrainingPair
+    from gado_bids.training.config import TrainConfig
+    from gado_bids.training.data import sample_batch
+    brain = np.zeros((32, 32, 32), bool)
+    brain[:, :, :20] = True
+    volume = np.where(brain, 0.4, 0.0).astype(np.float32)
+    pair = TrainingPair("x", "01", volume, volume, brain)
+    maps = torch.zeros(1, 32, 32, 32, dtype=torch.uint8)
+    maps[0, :, :, 18:23] = 255  # 2 slices inside the brain, 3 outside
+    expected = torch.from_numpy(brain).float()
+    if loss_mask == "brain+enhancement":
+        expected[:, :, 18:23] = 1.0
+    for fraction, wanted in ((1.0, expected), (0.0, torch.from_numpy(brain).float())):
+        config = TrainConfig(crop_size=32, augmentation=0.0, simulated_fraction=fraction,
+                             simulated_loss_mask=loss_mask)
+        masks = sample_batch([pair], config, torch.Generator().manual_seed(0),
+                             torch.device("cpu"), maps)[2]
+        assert torch.equal(masks[0, 0], wanted)
