@@ -50,7 +50,7 @@ def _to_tensor(volume, device):
 
 
 def sample_batch(pairs, config, generator, device, enhancement_maps=None, sharp_pairs=(),
-           descriptors=None):
+                 descriptors=None):
     """(inputs, targets, masks, per-sample target blur, per-sample weights, intensity
     descriptors of the whole scans the inputs were cropped from, or None). A simulated sample
     replaces its pair by a random sharp (3D) training pair and adds enhancement to that pair's
