@@ -15,7 +15,6 @@ import numpy as np
 from scipy import ndimage
 
 from gado_bids import atomic
-from gado_bids.training.simulated_enhancement import enhancement_map
 from gado_bids.preprocessing.template import template_t1, template_tissue_probabilities
 
 VOXEL_MM = 1.5
@@ -53,6 +52,7 @@ def simulate_subject(rng):
     gm, wm, csf = (p.get_fdata().astype(np.float32) for p in template_tissue_probabilities())
     template = t1.get_fdata().astype(np.float32)
     brain = template > 0
+    from gado_bids.training.simulated_enhancement import enhancement_map  # torch: import late
     enhancement, core = enhancement_map(brain, wm, csf, rng)
     wm_level = np.median(template[wm > 0.9])
     pre = template / wm_level * WHITE_MATTER_LEVEL

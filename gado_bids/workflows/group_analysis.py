@@ -88,7 +88,7 @@ class GroupMeasures:
 
 
 def _add_session(found: GroupMeasures, job, measures, role, entry):
-    ids = _session_ids(job)
+    ids = {key: entry[key] for key in ("participant_id", "session_id", "ce_scan")}
     entry["reused"] = format_value(measures["reused"])
     found.thumbnails[ids["ce_scan"]] = measures.get("thumbnail_png")
     found.volume_rows.extend(group_rows.volume_rows(ids, role, measures))
