@@ -26,10 +26,10 @@ def pytest_collection_modifyitems(items):
                 break
 
 
-def run_cli(*args, cwd=None):
+def run_cli(*args, cwd=None, env=None):
     """Run run.py as a user would, in a fresh process; returns the CompletedProcess."""
     return subprocess.run([sys.executable, str(REPO / "run.py"), *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=1200)
+                          capture_output=True, text=True, cwd=cwd, timeout=1200, env=env)
 
 
 @pytest.fixture(scope="session")
@@ -91,8 +91,12 @@ def demo_pairs(demo_cache):
 
 
 @pytest.fixture(scope="session")
-def demo_group_run(demo_participant_run, demo_bids):
-    """The group level run once on the demo participant-level outputs."""
+def demo_group_run(demo_participant_run, demo_bids, tmp_path_factory):
+    """The group level run once on the demo participant-level outputs, with a temporary folder
+    of its own (TMPDIR) so that a test can see what it leaves there."""
     _, output = demo_participant_run
-    result = run_cli(demo_bids, output, "group", "--nthreads", "2", "--n_procs", "2")
+    temporary = tmp_path_factory.mktemp("group-tmpdir")
+    result = run_cli(demo_bids, output, "group", "--nthreads", "2", "--n_procs", "2",
+                     env={**os.environ, "TMPDIR": str(temporary)})
+    result.temporary_folder = temporary
     return result, output

@@ -146,6 +146,15 @@ def test_segmentations_agree_with_the_template_tissues(demo_group_run, demo_bids
         assert sidecar["Atropos"] == tissues.ATROPOS_SETTINGS and "FileSha256" in sidecar
 
 
+def test_group_level_leaves_nothing_in_the_temporary_folder(demo_group_run):
+    """Twelve Atropos runs (antspyx writes priors and posteriors to tempfile names and never
+    deletes them): the folder the run was given as TMPDIR is empty afterwards."""
+    result, _ = demo_group_run
+    assert result.returncode == 0, result.stderr
+    left = sorted(p.name for p in result.temporary_folder.rglob("*"))
+    assert left == [], left[:10]
+
+
 def test_native_volumes_follow_the_affine_determinant(demo_group_run, demo_bids):
     """|det| of the saved transform = native brain mask volume / template brain mask volume."""
     _, output = demo_group_run

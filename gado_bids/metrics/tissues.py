@@ -19,7 +19,9 @@ the hard labels (what anyone re-reading the dseg file will find) times the voxel
 Native-space volumes rescale template-space ones by |det| of the scan's affine transform: the ANTs
 transform maps template points to native points, so 1 template mm3 is |det| native mm3.
 """
+import contextlib
 import functools
+import tempfile
 
 import numpy as np
 
@@ -77,11 +79,28 @@ def segment(image: np.ndarray, mask: np.ndarray, seed: int = 0) -> np.ndarray:
         raise ValueError(f"brain mask has only {int(mask.sum())} voxels: nothing to segment")
     runtime.seed_ants(seed)
     as_ants = lambda volume: ants.from_numpy(np.ascontiguousarray(volume, np.float32))
-    result = ants.atropos(a=as_ants(image), x=as_ants(mask.astype(np.float32)),
-                          i=[as_ants(p) for p in template_priors()], **ATROPOS_SETTINGS)
+    with _private_temporary_directory():
+        result = ants.atropos(a=as_ants(image), x=as_ants(mask.astype(np.float32)),
+                              i=[as_ants(p) for p in template_priors()], **ATROPOS_SETTINGS)
     labels = result["segmentation"].numpy().astype(np.uint8)
     labels[~mask] = 0
     return labels
+
+
+@contextlib.contextmanager
+def _private_temporary_directory():
+    """Why: antspyx's atropos writes the priors and posteriors (3 x 25 MB per call) to
+    tempfile.mktemp names in the system temporary folder and never deletes them; a warehouse
+    group run would fill /tmp. Pointing tempfile at a folder we remove afterwards keeps them
+    ours. Process-wide, so one segmentation at a time per process (the group level's workers
+    are processes)."""
+    previous = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="gadosynth-atropos-") as folder:
+        tempfile.tempdir = folder
+        try:
+            yield folder
+        finally:
+            tempfile.tempdir = previous
 
 
 def volumes_cm3(labels: np.ndarray, voxel_volume_mm3: float = VOXEL_VOLUME_MM3) -> dict:
