@@ -29,7 +29,7 @@ import numpy as np
 from scipy import ndimage
 
 from gado_bids.metrics import resolution
-from gado_bids.metrics.similarity import all_metrics
+from gado_bids.metrics.similarity import SSIM_RADIUS, all_metrics, bounding_box
 
 SCALE = "x / (2 * P90(x in the evaluation mask)), not clipped; data range R = 1"
 SCALE_PERCENTILE = 90.0
@@ -98,7 +98,17 @@ def compare(ce, synthetic, reference, mask, voxel_mm=(1.0, 1.0, 1.0),
         "top_end_percent": {name: top_end_percent(image, mask)
                             for name, image in {**images, "reference": reference}.items()},
         "plain": {name: all_metrics(image, reference, mask) for name, image in images.items()},
-        "matched": {name: all_metrics(resolution.blur(image, relative_blur), reference, mask)
-                    for name, image in images.items()},
+        "matched": _matched_metrics(images, reference, mask, relative_blur),
     }
     return result
+
+
+def _matched_metrics(images, reference, mask, relative_blur) -> dict:
+    """Each image blurred by the reference's relative blur, then compared. Blurred on the mask's
+    box grown by the blur's and the SSIM window's radii, which gives every mask voxel the numbers
+    of a whole-volume blur exactly (see metrics.similarity) at a fraction of the cost."""
+    radius = max(int(resolution.GAUSSIAN_TRUNCATE * float(s) + 0.5) for s in relative_blur)
+    box = bounding_box(mask, radius + SSIM_RADIUS)
+    return {name: all_metrics(resolution.blur(image[box], relative_blur), reference[box],
+                              mask[box])
+            for name, image in images.items()}

@@ -19,11 +19,14 @@ contrast-free, so they compare images of any intensity range.
 import numpy as np
 from scipy import ndimage
 
+from gado_bids.metrics.similarity import bounding_box
+
 NEAR, FAR = 1, 4  # voxel offsets of the two differences
 MASK_EROSION = 2  # voxels: differences across the brain's edge are edges of the mask, not detail
 MAX_SIGMA = 6.0  # voxels: beyond this the bisection reports the bound
 BISECTION_STEPS = 9  # interval 6 / 2^9 = 0.012 voxels
 SWEEPS = 2
+GAUSSIAN_TRUNCATE = 4.0  # scipy's default: the blur's kernel reaches 4 sigma
 # Sharpness falls with sigma^2 near sigma = 0, so a difference in the last digits of the two
 # images' sharpness would read as a visible blur: a relative difference below this is none.
 SHARPNESS_TOLERANCE = 0.002
@@ -41,14 +44,6 @@ THICK_SLICE_ANISOTROPY = 0.75
 CLASSES = ("3D", "thick-slice")
 
 
-def _bounding_box(mask, margin):
-    """Slices of the mask's bounding box grown by margin voxels (work only where the brain is)."""
-    points = np.argwhere(mask)
-    low = np.maximum(points.min(axis=0) - margin, 0)
-    high = np.minimum(points.max(axis=0) + margin + 1, mask.shape)
-    return tuple(slice(a, b) for a, b in zip(low, high))
-
-
 class _Sampler:
     """The voxel pairs each axis's differences are taken over, fixed once per mask."""
 
@@ -56,7 +51,7 @@ class _Sampler:
         mask = np.asarray(mask, bool)
         if not mask.any():
             raise ValueError("empty mask: sharpness needs brain voxels")
-        self.box = _bounding_box(mask, FAR + MASK_EROSION + 1)
+        self.box = bounding_box(mask, FAR + MASK_EROSION + 1)
         inner = ndimage.binary_erosion(mask[self.box], iterations=MASK_EROSION)
         if not inner.any():
             inner = mask[self.box]
@@ -103,7 +98,8 @@ def blur(volume, sigma_voxels) -> np.ndarray:
     volume = np.asarray(volume, np.float32)
     for axis, sigma in enumerate(sigma_voxels):
         if sigma > 0:
-            volume = ndimage.gaussian_filter1d(volume, float(sigma), axis=axis, mode="nearest")
+            volume = ndimage.gaussian_filter1d(volume, float(sigma), axis=axis, mode="nearest",
+                                               truncate=GAUSSIAN_TRUNCATE)
     return volume
 
 

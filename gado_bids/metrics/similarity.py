@@ -8,6 +8,12 @@ Definitions (images x, y on the [0, 1] normalised scale, M = the brain mask, |M|
              computed on the whole volume (the window sees the neighbourhood) and averaged over
              the mask's voxels only - not the paper code's single global window, and nothing
              outside the mask enters the mean.
+
+The three are computed on the mask's bounding box grown by the SSIM window's radius: every voxel
+of the mask then sees exactly the neighbourhood it has in the whole volume (where the box meets
+the volume's edge, the same reflection), so the numbers are the whole-volume ones, bit for bit,
+at a fraction of the cost (the brain is about half of the cropped template grid and a third of
+a native grid).
 """
 import numpy as np
 from scipy import ndimage
@@ -15,6 +21,15 @@ from scipy import ndimage
 DATA_RANGE = 1.0
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5
+SSIM_RADIUS = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)  # scipy's kernel half-width, in voxels
+
+
+def bounding_box(mask, margin: int) -> tuple:
+    """Slices of the mask's bounding box grown by margin voxels, clipped to the volume."""
+    points = np.argwhere(mask)
+    low = np.maximum(points.min(axis=0) - margin, 0)
+    high = np.minimum(points.max(axis=0) + margin + 1, np.shape(mask))
+    return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
 
 
 def _check(x, y, mask):
@@ -61,4 +76,9 @@ def ssim(x, y, mask) -> float:
 
 
 def all_metrics(x, y, mask) -> dict:
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        raise ValueError("empty mask")
+    box = bounding_box(mask, SSIM_RADIUS)
+    x, y, mask = np.asarray(x)[box], np.asarray(y)[box], mask[box]
     return {"MAE": mae_percent(x, y, mask), "PSNR": psnr(x, y, mask), "SSIM": ssim(x, y, mask)}

@@ -91,3 +91,21 @@ def test_blur_floor_from_the_acquisition_is_respected(session):
                                 session["mask"], blur_floor=(0.8, 0.0, 0.0))
     assert result["relative_blur_voxels"][0] >= 0.8
     assert result["blur_floor_voxels"] == [0.8, 0.0, 0.0]
+
+
+def test_matched_metrics_equal_a_whole_volume_blur_bit_for_bit(session):
+    """The matched images are blurred on the brain's box only; every number is the one a blur of
+    the whole volume gives."""
+    from gado_bids.metrics.similarity import mae_percent, psnr, ssim
+    mask = np.zeros(session["mask"].shape, bool)
+    mask[20:40, 0:30, 25:50] = True  # touching one edge of the volume, far from the others
+    images = {"ce": evaluation.to_scale(session["ce"], mask),
+              "synthetic": evaluation.to_scale(session["brain"], mask)}
+    reference = evaluation.to_scale(session["reference"], mask)
+    blur = np.array([0.4, 0.0, 1.8])
+    matched = evaluation._matched_metrics(images, reference, mask, blur)
+    for name, image in images.items():
+        whole = resolution.blur(image, blur)
+        assert matched[name] == {"MAE": mae_percent(whole, reference, mask),
+                                 "PSNR": psnr(whole, reference, mask),
+                                 "SSIM": ssim(whole, reference, mask)}, name

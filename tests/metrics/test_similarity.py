@@ -76,3 +76,19 @@ def test_simple_baseline_clips_enhancement_and_smooths():
     assert baseline.max() <= 0.5 + 1e-6
     with pytest.raises(ValueError, match="shapes differ"):
         psnr(volume, volume[:-1], mask)
+
+
+@pytest.mark.parametrize("where", ["inside", "at the edge"])
+def test_metrics_on_the_brain_box_are_the_whole_volume_numbers_bit_for_bit(volumes, where):
+    """all_metrics works on the mask's box grown by the SSIM radius: the same numbers as the
+    whole-volume definitions, exactly, for a mask inside the volume and one touching its edge
+    (where the reflection at the volume's edge must be the same one)."""
+    from gado_bids.metrics.similarity import SSIM_RADIUS, all_metrics, bounding_box
+    x, y, mask = volumes
+    if where == "at the edge":
+        mask = np.zeros(x.shape, bool)
+        mask[0:20, 30:44, 2:12] = True
+    box = bounding_box(mask, SSIM_RADIUS)
+    assert np.prod([s.stop - s.start for s in box]) < x.size  # the box is a real crop
+    assert all_metrics(x, y, mask) == {"MAE": mae_percent(x, y, mask), "PSNR": psnr(x, y, mask),
+                                       "SSIM": ssim(x, y, mask)}
