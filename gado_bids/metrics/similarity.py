@@ -12,8 +12,8 @@ Definitions (images x, y on the [0, 1] normalised scale, M = the brain mask, |M|
 The three are computed on the mask's bounding box grown by the SSIM window's radius: every voxel
 of the mask then sees exactly the neighbourhood it has in the whole volume (where the box meets
 the volume's edge, the same reflection), so the numbers are the whole-volume ones, bit for bit,
-at a fraction of the cost (the brain is about half of the cropped template grid and a third of
-a native grid).
+and the work scales with the brain's box, not with the field of view (on the demo's tight grids
+the box is most of the volume and nothing is saved; a wide native field of view gains).
 """
 import numpy as np
 from scipy import ndimage

@@ -49,8 +49,9 @@ class ChannelNorm(nn.Module):
 
     def forward(self, x):
         # The same two-pass variance as x.var(dim=1, unbiased=False), from the centred values
-        # the output needs anyway: torch's var over the channel axis of an NCDHW tensor is a
-        # strided reduction that took ~40% of a 1 mm inference on the CPU; this is 2.5x faster.
+        # the output needs anyway: torch's var over the channel axis of an NCDHW tensor is a slow
+        # strided reduction on the CPU. Measured: the norm 2.5x faster, a 1 mm inference of the
+        # bundled weights 9% faster (20.7 -> 18.9 s, 2 threads), outputs within 1.2e-7.
         centred = x - x.mean(dim=1, keepdim=True)
         variance = (centred * centred).mean(dim=1, keepdim=True)
         return centred * torch.rsqrt(variance + self.eps) * self.weight + self.bias
