@@ -13,7 +13,8 @@ The three are computed on the mask's bounding box grown by the SSIM window's rad
 of the mask then sees exactly the neighbourhood it has in the whole volume (where the box meets
 the volume's edge, the same reflection), so the numbers are the whole-volume ones, bit for bit,
 and the work scales with the brain's box, not with the field of view (on the demo's tight grids
-the box is most of the volume and nothing is saved; a wide native field of view gains).
+the box is most of the volume and nothing is saved; on gado-pairs sub-004's native 240 x 240 x
+155 grid, box 140 x 181 x 145, one MAE/PSNR/SSIM took 0.5 s instead of 3.0 s).
 """
 import numpy as np
 from scipy import ndimage
