@@ -37,6 +37,14 @@ LABELS = {name: index for index, name in enumerate(TISSUES, start=1)}
 # iterations, GM 17.6 cm3 at twice the time; a prior-weighted Gaussian mixture in numpy, GM 11-13
 # cm3 but its volumes moved by ~200 cm3 with the prior weight. The report prints the
 # repeatability beside every difference instead, so differences within the noise show as such.
+# Which part of the copy moves the volumes (1 mm cache targets; GM change in cm3 for sub-013 /
+# sub-004 / sub-034): 1% noise alone +1.6 / +1.8 / +1.6 (CSF and WM within 2.0); a whole-voxel
+# shift of image and mask together, with the noise, +1.3 / +7.9 / -3.4; the half-voxel spline
+# shift -20.8 / -0.3 / -8.3, the same without the noise (-20.6 / -1.3 / -9.3) and nearly the
+# same with a Fourier (non-smoothing) shift (sub-013 -19.3). On sub-013 a whole-voxel shift of the
+# image alone, the mask left in place, gives -37.5: the instrument is repeatable to ~2 cm3
+# against noise; what it does not hold still is where the anatomy sits against the brain mask's
+# edge and the template priors, which moves GM by up to ~20 cm3 per half voxel on some brains.
 # MRF smoothing 0.2 with a 3D radius (Atropos' documented default radius is 2D: FIELD-NOTES);
 # 3 EM iterations (5 gave the same volumes within 0.1 % on the template itself); prior weight
 # 0.25: the data lead, the template keeps enhancing vessels and dura from becoming "tissue".
