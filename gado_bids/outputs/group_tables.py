@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from gado_bids import atomic
+from gado_bids.metrics.tissues import MASK_EROSION_VOXELS
 
 SESSION_COLUMNS = {
     "participant_id": "BIDS participant label", "session_id": "BIDS session label or n/a",
@@ -44,7 +45,8 @@ SIMILARITY_COLUMNS = {
 
 VOLUME_COLUMNS = {
     **SESSION_COLUMNS, **WEIGHTS_ROLE, **REFERENCE_CLASS,
-    "tissue": "CSF, GM or WM (ANTs Atropos with MNI152NLin2009aSym priors, in the union mask)",
+    "tissue": "CSF, GM or WM (ANTs Atropos with MNI152NLin2009aSym priors, in the union mask "
+              f"less its outer {MASK_EROSION_VOXELS} voxel layers)",
     **{f"{image}_cm3": {"Description": f"{image} image's tissue volume in template space "
                                       "(segmented on the 1 mm cropped template grid)",
                         "Units": "cm3"}

@@ -49,7 +49,7 @@ def input_fingerprint(job, output_dir: Path) -> dict:
 
 
 def _settings() -> dict:
-    return {"gadosynth": __version__, "Atropos": tissues.ATROPOS_SETTINGS,
+    return {"gadosynth": __version__, **tissues.segmentation_settings(),
             "SegmentationGrid": tissues.GRID,
             "SegmentationVoxel_mm3": round(tissues.VOXEL_VOLUME_MM3, 4),
             "Repeatability": {"ShiftVoxels": tissues.REPEAT_SHIFT_VOXELS,
@@ -89,7 +89,7 @@ def _segmentation(job, output_dir, image_name, volume, mask, sources, sources_sh
     if derivatives.output_is_complete(path):
         sidecar = derivatives.read_sidecar(path)
         if sidecar.get("SourcesSha256") == sources_sha and \
-                sidecar.get("Atropos") == tissues.ATROPOS_SETTINGS:
+                all(sidecar.get(k) == v for k, v in tissues.segmentation_settings().items()):
             return np.asarray(nib.load(str(path)).dataobj, np.uint8), 0.0
     started = time.perf_counter()
     labels = tissues.segment(volume, mask, seed)
@@ -100,9 +100,10 @@ def _segmentation(job, output_dir, image_name, volume, mask, sources, sources_sh
                                          str(temporary)),
         sources, provenance, SourcesSha256=sources_sha,
         Description=f"GM/WM/CSF segmentation of the {image_name} image (ANTs Atropos, template "
-                    "priors) inside the union of the session's ce and non-contrast brain masks, "
-                    f"on the {tissues.GRID}",
-        Atropos=tissues.ATROPOS_SETTINGS, Labels={str(v): k for k, v in tissues.LABELS.items()},
+                    "priors) inside the union of the session's ce and non-contrast brain masks "
+                    f"less its outer {tissues.MASK_EROSION_VOXELS} voxel layers, on the "
+                    f"{tissues.GRID}",
+        **tissues.segmentation_settings(), Labels={str(v): k for k, v in tissues.LABELS.items()},
         SegmentationSeconds=seconds)
     return labels, seconds
 

@@ -34,3 +34,17 @@ def test_volumes_count_hard_labels():
     labels[2:5] = tissues.LABELS["GM"]
     labels[5:9] = tissues.LABELS["WM"]
     assert tissues.volumes_cm3(labels) == {"CSF": 0.2, "GM": 0.3, "WM": 0.4}
+
+
+def test_segmentation_mask_leaves_out_the_outer_layers():
+    """A 20^3 cube loses MASK_EROSION_VOXELS layers on every face (6-connected erosion)."""
+    mask = np.zeros((30, 30, 30), bool)
+    mask[5:25, 5:25, 5:25] = True
+    inner = tissues.segmentation_mask(mask)
+    k = tissues.MASK_EROSION_VOXELS
+    assert k == 2
+    expected = np.zeros_like(mask)
+    expected[5 + k:25 - k, 5 + k:25 - k, 5 + k:25 - k] = True
+    assert np.array_equal(inner, expected)
+    assert tissues.segmentation_settings() == {"Atropos": tissues.ATROPOS_SETTINGS,
+                                                "MaskErosionVoxels": k}
