@@ -6,7 +6,9 @@ like the BraTS-style scans the bundled weights are trained on. The post-contrast
 scan adds what gadolinium lights up: dura, the superior sagittal sinus and cortical veins, the
 choroid plexus, and the rim of a ring-enhancing lesion (whose necrotic core is dark in both
 scans). The enhancement mask is written as ground truth under derivatives/simulation so tests can
-check that synthesis removes enhancement where, and only where, it was added.
+check that synthesis removes enhancement where, and only where, it was added; beside it the
+anatomy's true tissue maps (the template's GM / WM / CSF probabilities moved with the brain, BIDS
+probseg files), which the group level reads as the volumes' ground truth.
 """
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from gado_bids import atomic
+from gado_bids.discovery.simulation_truth import TRUTH_PIPELINE, TRUTH_TISSUES, probseg_name
 from gado_bids.preprocessing.template import template_t1, template_tissue_probabilities
 
 VOXEL_MM = 1.5
@@ -47,7 +50,8 @@ def _rician(image, sigma, rng):
 
 
 def simulate_subject(rng):
-    """Native-grid (pre, post, enhancement mask, affine) for one simulated session."""
+    """Native-grid (pre, post, enhancement mask, affine, {tissue: probability}) for one
+    simulated session."""
     t1 = template_t1()
     gm, wm, csf = (p.get_fdata().astype(np.float32) for p in template_tissue_probabilities())
     template = t1.get_fdata().astype(np.float32)
@@ -79,6 +83,8 @@ def simulate_subject(rng):
 
     pre_native, post_native = resample(pre), resample(post)
     truth = resample(enhancement, order=0) > 0.3
+    tissue_truth = {name: np.clip(resample(volume), 0, 1)
+                    for name, volume in zip(TRUTH_TISSUES, (csf, gm, wm))}
     field = _bias_field(GRID_SHAPE, rng)
     sigma = 0.02 * WHITE_MATTER_LEVEL
     # Skull-stripped like the BraTS-style data we train on: noise inside the head only.
@@ -87,7 +93,7 @@ def simulate_subject(rng):
     pre_native = np.where(head, _rician(pre_native * field, sigma, rng), 0.0)
     # The post scan comes out on another scanner scale, as it does in real warehouses.
     post_native = np.where(head, _rician(post_native * field * 1.3, sigma * 1.3, rng), 0.0)
-    return pre_native, post_native, truth, native_affine
+    return pre_native, post_native, truth, native_affine, tissue_truth
 
 
 def _save_int16(volume, affine, path):
@@ -108,15 +114,16 @@ def write_demo_dataset(output_dir: Path, n_subjects: int = 3, seed: int = 0) -> 
         "Simulated pre- and post-gadolinium T1w scans made by gadosynth-demo from the MNI ICBM152\n"
         "2009a template: random head pose, oblique 1.5 mm grid, bias field, Rician noise, and\n"
         "enhancement of dura, sinuses, cortical veins, choroid plexus and a ring lesion.\n"
-        "Ground truth enhancement masks: derivatives/simulation/.\n").encode())
+        "Ground truth enhancement masks and tissue maps: derivatives/simulation/.\n").encode())
     truth_root = output_dir / "derivatives" / "simulation"
     atomic.write_json(truth_root / "dataset_description.json", {
-        "Name": "gadosynth demo: simulated enhancement masks", "BIDSVersion": "1.9.0",
-        "DatasetType": "derivative", "GeneratedBy": [{"Name": "gadosynth-demo"}]})
+        "Name": "gadosynth demo: simulated enhancement masks and tissue maps",
+        "BIDSVersion": "1.9.0", "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": TRUTH_PIPELINE}]})
     rows = ["participant_id\tsimulation_seed"]
     for index in range(1, n_subjects + 1):
         subject = f"sub-{index:02d}"
-        pre, post, truth, affine = simulate_subject(rng)
+        pre, post, truth, affine, tissue_truth = simulate_subject(rng)
         anat = output_dir / subject / "ses-01" / "anat"
         _save_int16(pre, affine, anat / f"{subject}_ses-01_T1w.nii.gz")
         _save_int16(post, affine, anat / f"{subject}_ses-01_ce-gadolinium_T1w.nii.gz")
@@ -127,6 +134,9 @@ def write_demo_dataset(output_dir: Path, n_subjects: int = 3, seed: int = 0) -> 
         truth_path = (truth_root / subject / "ses-01" / "anat" /
                       f"{subject}_ses-01_ce-gadolinium_desc-enhancement_mask.nii.gz")
         atomic.save_nifti(nib.Nifti1Image(truth.astype(np.uint8), affine), truth_path)
+        for name, probability in tissue_truth.items():
+            atomic.save_nifti(nib.Nifti1Image(probability.astype(np.float32), affine),
+                              truth_path.parent / probseg_name(subject[4:], "01", name))
         rows.append(f"{subject}\t{seed}")
     atomic.write_bytes(output_dir / "participants.tsv", ("\n".join(rows) + "\n").encode())
     return output_dir

@@ -12,6 +12,7 @@ from bids import BIDSLayout
 from bids.exceptions import BIDSValidationError
 from bids.layout import Query
 
+from gado_bids.discovery.simulation_truth import truth_tissue_maps
 from gado_bids.errors import ExitCode, GadoError
 
 LOG = logging.getLogger(__name__)
@@ -29,6 +30,8 @@ class ScanJob:
     ce_path: Path
     entities: dict = field(hash=False, compare=False)
     reference_path: Optional[Path] = None
+    # {tissue: probseg path} where the dataset is a simulation that knows its anatomy (the demo)
+    truth_tissue_maps: Optional[dict] = field(default=None, hash=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -158,7 +161,9 @@ def select_scans(layout: BIDSLayout, ce_label: str = "gadolinium", participant_l
                                "session": session if session else Query.NONE})
         job = ScanJob(subject=entities["subject"], session=session, ce_path=Path(bids_file.path),
                       entities={k: v for k, v in entities.items() if not k.startswith("_")},
-                      reference_path=_pick_reference(entities, references))
+                      reference_path=_pick_reference(entities, references),
+                      truth_tissue_maps=truth_tissue_maps(Path(layout.root),
+                                                          entities["subject"], session))
         jobs_by_subject.setdefault(job.subject, []).append(job)
 
     if not jobs_by_subject:

@@ -141,6 +141,15 @@ def volumes_cm3(labels: np.ndarray, voxel_volume_mm3: float = VOXEL_VOLUME_MM3) 
             for name, index in LABELS.items()}
 
 
+def probability_volumes_cm3(probabilities: dict, mask: np.ndarray,
+                            voxel_volume_mm3: float = VOXEL_VOLUME_MM3) -> dict:
+    """Volumes of tissue probability maps (a simulation's truth) where segment() labels: the
+    mask less its outer layers, so truth and labels cover the same voxels."""
+    inside = segmentation_mask(mask)
+    return {name: float(np.asarray(probabilities[name], np.float64)[inside].sum())
+            * voxel_volume_mm3 / 1000.0 for name in TISSUES}
+
+
 def template_to_native_scale(transform_path) -> float:
     """|det| of the linear part of an ANTs affine .mat (template -> native point map)."""
     import ants

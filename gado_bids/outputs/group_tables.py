@@ -51,6 +51,11 @@ VOLUME_COLUMNS = {
                                       "(segmented on the 1 mm cropped template grid)",
                         "Units": "cm3"}
        for image in ("real", "ce", "synthetic")},
+    "truth_cm3": {"Description": "the anatomy's true tissue volume where the input is a "
+                                 "simulation that records it (the demo: derivatives/simulation "
+                                 "probseg maps, brought onto the template grid, summed over the "
+                                 "same voxels as the segmentations); n/a otherwise",
+                  "Units": "cm3"},
     "real_repeat_cm3": {"Description": "the real image's volume segmented again after a "
                                        "half-voxel shift on every axis with 1% noise (the "
                                        "instrument's repeatability)", "Units": "cm3"},
@@ -59,7 +64,7 @@ VOLUME_COLUMNS = {
     **{f"{image}_native_cm3": {"Description": f"{image} image's tissue volume rescaled to the "
                                              "subject's native space by |det| of the ce scan's "
                                              "affine to the template", "Units": "cm3"}
-       for image in ("real", "ce", "synthetic")},
+       for image in ("real", "ce", "synthetic", "truth")},
     "abs_diff_ce_cm3": {"Description": "|V_real - V_ce|, template space", "Units": "cm3"},
     "abs_diff_synthetic_cm3": {"Description": "|V_real - V_synthetic|, template space",
                                "Units": "cm3"},

@@ -154,6 +154,13 @@ def preprocess_session(ce_image: nib.Nifti1Image, reference_image: Optional[nib.
     return PreprocessedSession(ce, reference, ce_to_template, reference_to_ce)
 
 
+def native_to_crop(image: nib.Nifti1Image, transforms: list) -> np.ndarray:
+    """A native-grid volume on the cropped template grid (linear interpolation), e.g. a
+    simulation's tissue map brought where its scan was segmented."""
+    return registration.apply(_crop_reference(), registration.to_ants(image),
+                              list(transforms)).numpy()
+
+
 def crop_to_native(volume: np.ndarray, native_image: nib.Nifti1Image, transforms: list,
                    label: bool = False) -> np.ndarray:
     """Bring a cropped-template-grid volume back onto a scan's native grid.

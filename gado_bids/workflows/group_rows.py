@@ -110,7 +110,7 @@ def volume_rows(ids, role, measures) -> list:
     for tissue in TISSUES:
         row = {**ids, "weights_role": role, "tissue": tissue,
                "reference_class": measures.get("reference_class", "n/a")}
-        for image in ("real", "ce", "synthetic"):
+        for image in ("real", "ce", "synthetic", "truth"):
             row[f"{image}_cm3"] = template.get(image, {}).get(tissue)
             row[f"{image}_native_cm3"] = native.get(image, {}).get(tissue)
         repeat = template.get("real_repeat", {}).get(tissue)

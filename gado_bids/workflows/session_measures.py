@@ -21,12 +21,13 @@ import nibabel as nib
 import numpy as np
 
 from gado_bids import __version__, atomic
+from gado_bids.hashing import sha256_of
 from gado_bids.discovery.nifti_checks import load_3d_image
 from gado_bids.metrics import evaluation, resolution, similarity, tissues
 from gado_bids.outputs import derivatives, spec
 from gado_bids.outputs.group_report import thumbnail
 from gado_bids.preprocessing import grids
-from gado_bids.preprocessing.pipeline import crop_to_native, reference_on_ce_grid
+from gado_bids.preprocessing.pipeline import crop_to_native, native_to_crop, reference_on_ce_grid
 
 LOG = logging.getLogger("gadosynth")
 INPUT_KEYS = ("ce_crop", "ce_mask", "synthetic_crop", "ce_xfm", "ref_crop", "ref_mask", "ce_n4",
@@ -44,8 +45,11 @@ def segmentation_paths(job, output_dir: Path) -> dict:
 def input_fingerprint(job, output_dir: Path) -> dict:
     """The FileSha256 the participant level recorded for each input (checked by spec.complete)."""
     outputs = spec.predict(job, output_dir)
-    return {key: derivatives.read_sidecar(outputs[key])["FileSha256"]
-            for key in INPUT_KEYS if key in outputs}
+    fingerprint = {key: derivatives.read_sidecar(outputs[key])["FileSha256"]
+                   for key in INPUT_KEYS if key in outputs}
+    for tissue, path in (job.truth_tissue_maps or {}).items():
+        fingerprint[f"truth_{tissue}"] = sha256_of(path)
+    return fingerprint
 
 
 def _settings() -> dict:
@@ -169,6 +173,12 @@ def _segment_images(job, output_dir, outputs, volumes, mask, fingerprint, seed, 
         result["volumes_native_cm3"][image] = {k: v * native_scale
                                                for k, v in template_volumes.items()}
         result["segmentation_seconds"][image] = seconds
+    if job.truth_tissue_maps:
+        truth = {tissue: native_to_crop(nib.load(str(path)), [str(outputs["ce_xfm"])])
+                 for tissue, path in job.truth_tissue_maps.items()}
+        result["volumes_template_cm3"]["truth"] = tissues.probability_volumes_cm3(truth, mask)
+        result["volumes_native_cm3"]["truth"] = {
+            k: v * native_scale for k, v in result["volumes_template_cm3"]["truth"].items()}
     if "real" in volumes:
         started = time.perf_counter()
         repeat = tissues.segment(tissues.repeatability_copy(volumes["real"], mask, seed), mask,

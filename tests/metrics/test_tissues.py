@@ -48,3 +48,15 @@ def test_segmentation_mask_leaves_out_the_outer_layers():
     assert np.array_equal(inner, expected)
     assert tissues.segmentation_settings() == {"Atropos": tissues.ATROPOS_SETTINGS,
                                                 "MaskErosionVoxels": k}
+
+
+def test_probability_volumes_sum_over_the_labelled_voxels_only():
+    """Truth maps are summed where segment() labels (the mask less its outer layers): a map of
+    0.5 everywhere over a 20^3 cube gives half the 16^3 inner cube, in cm3."""
+    mask = np.zeros((30, 30, 30), bool)
+    mask[5:25, 5:25, 5:25] = True
+    half = np.full(mask.shape, 0.5, np.float32)
+    volumes = tissues.probability_volumes_cm3({"CSF": 0 * half, "GM": half, "WM": 2 * half}, mask)
+    inner = (20 - 2 * tissues.MASK_EROSION_VOXELS) ** 3
+    assert volumes == {"CSF": 0.0, "GM": pytest.approx(0.5 * inner / 1000),
+                       "WM": pytest.approx(inner / 1000)}
