@@ -32,12 +32,12 @@ from gado_bids.preprocessing.template import template_tissue_probabilities
 
 TISSUES = ("CSF", "GM", "WM")
 LABELS = {name: index for index, name in enumerate(TISSUES, start=1)}
-# Repeatability measured with repeatability_copy on the 7 gado-pairs validation sessions at 1 mm:
-# GM 0.3-21.1 cm3 (mean 8.6), WM 1.6-16.5 (7.5), CSF 1.6-13.5 (6.4); on the demo GM ~23 cm3. Not
-# the "few cm3" wanted. Tried and not adopted (sub-013, GM 20-21 cm3 with these settings): 10 EM
+# Repeatability (repeatability_copy) on the 8 gado-pairs validation sessions through the group
+# level, with the settings below: GM 0.1-7.1 cm3 (mean 3.3), WM 0.2-3.4 (1.6), CSF 0.6-4.5
+# (2.0). Before the mask's outer layers were left out: GM 1.0-21.1 (mean 10.7), WM 5.2, CSF 5.7.
+# Tried and not adopted (sub-013, whole mask, GM 20-21 cm3 with these settings): 10 EM
 # iterations, GM 17.6 cm3 at twice the time; a prior-weighted Gaussian mixture in numpy, GM 11-13
-# cm3 but its volumes moved by ~200 cm3 with the prior weight. The report prints the
-# repeatability beside every difference instead, so differences within the noise show as such.
+# cm3 but its volumes moved by ~200 cm3 with the prior weight.
 # Which part of the copy moves the volumes (1 mm cache targets; GM change in cm3 for sub-013 /
 # sub-004 / sub-034): 1% noise alone +1.6 / +1.8 / +1.6 (CSF and WM within 2.0); a whole-voxel
 # shift of image and mask together, with the noise, +1.3 / +7.9 / -3.4; the half-voxel spline
