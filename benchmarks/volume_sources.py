@@ -2,12 +2,14 @@
 curve f or its removed-enhancement map E.
 
     python benchmarks/volume_sources.py CACHE_DIR WEIGHTS [WEIGHTS ...]
-        [--subjects 004 021 ...] [--curve] [--nthreads N]
+        [--subjects 004 021 ...] [--curve] [--map-alone] [--nthreads N]
 
 CACHE_DIR is a gadosynth-train cache; WEIGHTS are weights files or "bundled". Per subject (default:
 the bundled weights' 3D validation subjects) every image is segmented with the group level's
 instrument (metrics.tissues, 1 mm cropped grid, the pair's union brain mask): the real
-pre-contrast scan, the ce scan, f(ce) - E (the synthetic image) and, with --curve, f(ce) alone.
+pre-contrast scan, the ce scan, f(ce) - E (the synthetic image), with --curve f(ce) alone, and
+with --map-alone ce - E (the map taken from the ce scan itself, on its own x / (2 P90) scale:
+what removing the enhancement does without the curve's contrast change).
 Printed: the volumes' differences to the real scan's (cm3), the synthetic image's top end
 (P99.5/P95 - 1, a saturated white matter shows), the share of the brain where E > 0.02 and E's
 mean. A curve that alone matches the ce scan's errors but an f - E that does not says the map,
@@ -44,6 +46,7 @@ def main(argv=None):
     parser.add_argument("weights", nargs="+")
     parser.add_argument("--subjects", nargs="+")
     parser.add_argument("--curve", action="store_true", help="also segment f(ce) alone")
+    parser.add_argument("--map-alone", action="store_true", help="also segment ce - E")
     parser.add_argument("--nthreads", type=int, default=2)
     args = parser.parse_args(argv)
     runtime.limit_threads(args.nthreads)
@@ -71,6 +74,9 @@ def main(argv=None):
             if args.curve:
                 print(f"sub-{subject} {label[:10]:10s} f alone{'':11s}"
                       f"{_differences(volumes(np.clip(mapped, 0, 1)), real)}")
+            if args.map_alone:
+                print(f"sub-{subject} {label[:10]:10s} ce - E{'':12s}"
+                      f"{_differences(volumes(np.clip(pair.ce - enhancement, 0, None)), real)}")
 
 
 if __name__ == "__main__":
