@@ -21,8 +21,8 @@ import nibabel as nib
 import numpy as np
 
 from gado_bids import __version__, atomic
-from gado_bids.hashing import sha256_of
 from gado_bids.discovery.nifti_checks import load_3d_image
+from gado_bids.hashing import sha256_of
 from gado_bids.metrics import evaluation, resolution, similarity, tissues
 from gado_bids.outputs import derivatives, spec
 from gado_bids.outputs.group_report import thumbnail
