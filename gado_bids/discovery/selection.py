@@ -12,7 +12,7 @@ from bids import BIDSLayout
 from bids.exceptions import BIDSValidationError
 from bids.layout import Query
 
-from gado_bids.discovery.simulation_truth import truth_tissue_maps
+from gado_bids.discovery.simulation_truth import simulation_folders, truth_tissue_maps
 from gado_bids.errors import ExitCode, GadoError
 
 LOG = logging.getLogger(__name__)
@@ -151,6 +151,7 @@ def select_scans(layout: BIDSLayout, ce_label: str = "gadolinium", participant_l
         base["session"] = list(session_labels)
 
     ce_files = _query(layout, filters, "ce_t1w", ceagent=ce_label, **base)
+    simulations = simulation_folders(Path(layout.root))
     jobs_by_subject = {}
     for bids_file in sorted(ce_files, key=lambda f: f.path):
         entities = dict(bids_file.entities)
@@ -163,7 +164,8 @@ def select_scans(layout: BIDSLayout, ce_label: str = "gadolinium", participant_l
                       entities={k: v for k, v in entities.items() if not k.startswith("_")},
                       reference_path=_pick_reference(entities, references),
                       truth_tissue_maps=truth_tissue_maps(Path(layout.root),
-                                                          entities["subject"], session))
+                                                          entities["subject"], session,
+                                                          simulations))
         jobs_by_subject.setdefault(job.subject, []).append(job)
 
     if not jobs_by_subject:

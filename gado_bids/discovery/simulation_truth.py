@@ -18,7 +18,8 @@ def probseg_name(subject: str, session: Optional[str], tissue: str) -> str:
     return f"sub-{subject}{session_part}_label-{tissue}_probseg.nii.gz"
 
 
-def _simulation_folders(bids_dir: Path) -> list:
+def simulation_folders(bids_dir: Path) -> tuple:
+    """The dataset's simulator-made derivative folders (read once per selection, not per scan)."""
     folders = []
     for description in sorted((Path(bids_dir) / "derivatives").glob("*/dataset_description.json")):
         try:
@@ -27,12 +28,14 @@ def _simulation_folders(bids_dir: Path) -> list:
             continue
         if any(isinstance(g, dict) and g.get("Name") == TRUTH_PIPELINE for g in generators):
             folders.append(description.parent)
-    return folders
+    return tuple(folders)
 
 
-def truth_tissue_maps(bids_dir: Path, subject: str, session: Optional[str]) -> Optional[dict]:
-    """{tissue: path} of the session's simulated tissue maps, or None unless all three exist."""
-    for folder in _simulation_folders(bids_dir):
+def truth_tissue_maps(bids_dir: Path, subject: str, session: Optional[str],
+                      folders: Optional[tuple] = None) -> Optional[dict]:
+    """{tissue: path} of the session's simulated tissue maps, or None unless all three exist.
+    folders: simulation_folders(bids_dir), when the caller looks up many sessions."""
+    for folder in (simulation_folders(bids_dir) if folders is None else folders):
         anat = folder / f"sub-{subject}" / (f"ses-{session}" if session else "") / "anat"
         paths = {t: anat / probseg_name(subject, session, t) for t in TRUTH_TISSUES}
         if all(p.is_file() for p in paths.values()):
