@@ -7,9 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from gado_bids import runtime
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("GADOSYNTH_SHARED_DATA", REPO.parent / "shared" / "data"))
 
+
+# Tests that run the network or ANTs in the test process itself get the memory setting every
+# gadosynth process has (runtime.configure_process; measured there).
+runtime.keep_freed_memory()
 
 # Tests that share an expensive session fixture run on the same pytest-xdist worker, so that
 # the fixture is built once per suite, not once per worker.

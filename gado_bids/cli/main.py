@@ -32,7 +32,7 @@ def main(argv=None, prog="gadosynth") -> int:
     configure_logging()
     signal.signal(signal.SIGTERM, _raise_terminated)
     from gado_bids import runtime
-    runtime.limit_threads(args.nthreads)  # before ANTs / torch are imported
+    runtime.configure_process(args.nthreads)  # before ANTs / torch are imported
     try:
         if args.analysis_level == "participant":
             from gado_bids.workflows.participant import run_participant_level

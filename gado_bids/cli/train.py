@@ -199,7 +199,7 @@ def main(argv=None) -> int:
                         datefmt="%H:%M:%S")
     logging.getLogger("bids").setLevel(logging.WARNING)
     from gado_bids import runtime
-    runtime.limit_threads(args.nthreads)
+    runtime.configure_process(args.nthreads)
     try:
         from gado_bids.model.device import resolve_device
         from gado_bids.training.cache import cached_pairs, load_pair

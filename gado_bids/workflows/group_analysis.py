@@ -66,7 +66,7 @@ def _measure_all(jobs, output_dir, args, provenance):
         return
     threads = runtime.worker_threads(args.nthreads, n_procs)
     LOG.info("%d worker processes measure sessions (%d thread(s) each)", n_procs, threads)
-    with runtime.spawn_pool(n_procs, runtime.limit_threads, (threads,)) as pool:
+    with runtime.spawn_pool(n_procs, runtime.configure_process, (threads,)) as pool:
         yield from pool.imap(functools.partial(_measure_one, output_dir=output_dir,
                                                seed=args.seed, provenance=provenance), jobs)
 

@@ -21,7 +21,7 @@ LOG = logging.getLogger("gadosynth")
 
 
 def _worker_init(nthreads, work_dir, log_level):
-    runtime.limit_threads(nthreads)
+    runtime.configure_process(nthreads)
     runtime.redirect_scratch(work_dir)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C
     logging.basicConfig(level=log_level, format="%(asctime)s [gadosynth worker %(process)d] "
