@@ -28,10 +28,11 @@ KEPT_FREE_BYTES = 2 ** 31 - 1  # mallopt takes an int: the largest trim threshol
 def keep_freed_memory() -> bool:
     """Why: glibc serves every allocation above 32 MB with a fresh mmap and unmaps it on free, so
     each of the 1 mm network's ~450 MB feature maps is page-faulted in and zeroed by the kernel
-    again, layer after layer. Measured (bundled attention U-Net, one 1 mm inference, 2 threads):
-    35 s wall of which 16 s system time, against 22 s and 5 s with large blocks kept in the heap
-    and reused; the output is byte-identical, the peak RSS 6.4 GB instead of 5.0 (freed blocks
-    are held for reuse, not returned). False where the C library is not glibc (nothing changed)."""
+    again, layer after layer. Measured (bundled attention U-Net, one 1 mm inference of gado-pairs
+    sub-021, 2 threads, idle 2-core machine): 20.1 s wall, 18.6 s user + 17.8 s system, against
+    12.0 s wall, 17.4 + 5.0 s with large blocks kept in the heap and reused (35 -> 22 s with a
+    training run beside it); the output is byte-identical, the peak RSS 6.4 GB instead of 4.9
+    (freed blocks are held for reuse, not returned). False where the C library is not glibc (nothing changed)."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         return bool(libc.mallopt(M_MMAP_MAX, 0)) and \
