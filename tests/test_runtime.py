@@ -43,6 +43,6 @@ def test_freed_feature_maps_are_reused_without_page_faults():
 def test_configure_process_sets_the_threads(monkeypatch):
     from gado_bids import runtime
     for variable in runtime.THREAD_VARIABLES:
-        monkeypatch.delenv(variable, raising=False)
+        monkeypatch.setenv(variable, "1")  # restored after the test, whatever it was
     runtime.configure_process(2)
     assert all(os.environ[v] == "2" for v in runtime.THREAD_VARIABLES)
