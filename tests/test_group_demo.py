@@ -194,6 +194,19 @@ def test_group_level_leaves_nothing_in_the_temporary_folder(demo_group_run):
     assert left == [], left[:10]
 
 
+def test_each_session_stage_is_logged_from_the_worker_processes(demo_group_run, demo_bids):
+    """Two worker processes measure the sessions (--n_procs 2): each stage of each session shows
+    in the run's log, so minutes of segmentation are not silent."""
+    result, _ = demo_group_run
+    for job in _jobs(demo_bids):
+        for stage in ("evaluation on the native and the template grid",
+                      "segmenting the real image", "segmenting the ce image",
+                      "segmenting the synthetic image",
+                      "segmenting the real image's repeatability copy"):
+            assert f"{job.key}: {stage}" in result.stderr, (job.key, stage)
+    assert "[gadosynth worker" in result.stderr
+
+
 def test_native_volumes_follow_the_affine_determinant(demo_group_run, demo_bids):
     """|det| of the saved transform = native brain mask volume / template brain mask volume."""
     _, output = demo_group_run

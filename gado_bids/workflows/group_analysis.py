@@ -23,6 +23,7 @@ from gado_bids.outputs.group_report import write_group_report
 from gado_bids.outputs.group_tables import format_value
 from gado_bids.outputs.naming import group_paths
 from gado_bids.workflows import group_rows
+from gado_bids.workflows.parallel import configure_worker_logging
 from gado_bids.workflows.session_measures import measure_session
 from gado_bids.workflows.summary import recorded_status
 
@@ -57,6 +58,11 @@ def _measure_one(job, output_dir, seed, provenance):
         return error, time.time() - started
 
 
+def _worker_init(threads, log_level):
+    runtime.configure_process(threads)
+    configure_worker_logging(log_level)  # each session's stages in the log
+
+
 def _measure_all(jobs, output_dir, args, provenance):
     """(measures or exception, seconds) per job, in order; --n_procs sessions side by side."""
     n_procs = max(1, min(args.n_procs, len(jobs)))
@@ -66,7 +72,7 @@ def _measure_all(jobs, output_dir, args, provenance):
         return
     threads = runtime.worker_threads(args.nthreads, n_procs)
     LOG.info("%d worker processes measure sessions (%d thread(s) each)", n_procs, threads)
-    with runtime.spawn_pool(n_procs, runtime.configure_process, (threads,)) as pool:
+    with runtime.spawn_pool(n_procs, _worker_init, (threads, LOG.getEffectiveLevel())) as pool:
         yield from pool.imap(functools.partial(_measure_one, output_dir=output_dir,
                                                seed=args.seed, provenance=provenance), jobs)
 

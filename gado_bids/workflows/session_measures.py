@@ -95,6 +95,7 @@ def _segmentation(job, output_dir, image_name, volume, mask, sources, sources_sh
         if sidecar.get("SourcesSha256") == sources_sha and \
                 all(sidecar.get(k) == v for k, v in tissues.segmentation_settings().items()):
             return np.asarray(nib.load(str(path)).dataobj, np.uint8), 0.0
+    LOG.info("  %s: segmenting the %s image", job.key, image_name)
     started = time.perf_counter()
     labels = tissues.segment(volume, mask, seed)
     seconds = round(time.perf_counter() - started, 1)
@@ -180,6 +181,7 @@ def _segment_images(job, output_dir, outputs, volumes, mask, fingerprint, seed, 
         result["volumes_native_cm3"]["truth"] = {
             k: v * native_scale for k, v in result["volumes_template_cm3"]["truth"].items()}
     if "real" in volumes:
+        LOG.info("  %s: segmenting the real image's repeatability copy", job.key)
         started = time.perf_counter()
         repeat = tissues.segment(tissues.repeatability_copy(volumes["real"], mask, seed), mask,
                                  seed)
@@ -207,6 +209,7 @@ def measure_session(job, output_dir: Path, seed: int, provenance: dict) -> dict:
               "volumes_native_cm3": {}, "segmentation_seconds": {}}
     started = time.perf_counter()
     if has_real:
+        LOG.info("  %s: evaluation on the native and the template grid", job.key)
         result["evaluation"]["native"] = native_evaluation(job, outputs)
         result["evaluation"]["template"] = template_evaluation(job, volumes, masks)
         result["reference_class"] = result["evaluation"]["native"]["reference_class"]
