@@ -6,6 +6,7 @@ caches or spills to disk (tempfile users such as ANTs registration, matplotlib, 
 at the work folder.
 """
 import ctypes
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -32,7 +33,8 @@ def keep_freed_memory() -> bool:
     sub-021, 2 threads, idle 2-core machine): 20.1 s wall, 18.6 s user + 17.8 s system, against
     12.0 s wall, 17.4 + 5.0 s with large blocks kept in the heap and reused (35 -> 22 s with a
     training run beside it); the output is byte-identical, the peak RSS 6.4 GB instead of 4.9
-    (freed blocks are held for reuse, not returned). False where the C library is not glibc (nothing changed)."""
+    (freed blocks are held for reuse, not returned). False where the C library is not glibc
+    (nothing changed)."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         return bool(libc.mallopt(M_MMAP_MAX, 0)) and \
@@ -45,6 +47,13 @@ def configure_process(nthreads):
     """What every gadosynth process (the command, each worker) sets first."""
     limit_threads(nthreads)
     keep_freed_memory()
+
+
+def configure_worker_logging(log_level):
+    """A spawned worker starts with no logging set up: its progress lines would be lost."""
+    logging.basicConfig(level=log_level, format="%(asctime)s [gadosynth worker %(process)d] "
+                        "%(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("bids").setLevel(logging.WARNING)
 
 
 def apply_torch_threads(nthreads):

@@ -203,7 +203,7 @@ def test_each_session_stage_is_logged_from_the_worker_processes(demo_group_run, 
                       "segmenting the real image", "segmenting the ce image",
                       "segmenting the synthetic image",
                       "segmenting the real image's repeatability copy"):
-            assert f"{job.key}: {stage}" in result.stderr, (job.key, stage)
+            assert f"{job.key}: {stage}\n" in result.stderr, (job.key, stage)  # whole line
     assert "[gadosynth worker" in result.stderr
 
 

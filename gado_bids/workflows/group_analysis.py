@@ -23,7 +23,6 @@ from gado_bids.outputs.group_report import write_group_report
 from gado_bids.outputs.group_tables import format_value
 from gado_bids.outputs.naming import group_paths
 from gado_bids.workflows import group_rows
-from gado_bids.workflows.parallel import configure_worker_logging
 from gado_bids.workflows.session_measures import measure_session
 from gado_bids.workflows.summary import recorded_status
 
@@ -60,7 +59,7 @@ def _measure_one(job, output_dir, seed, provenance):
 
 def _worker_init(threads, log_level):
     runtime.configure_process(threads)
-    configure_worker_logging(log_level)  # each session's stages in the log
+    runtime.configure_worker_logging(log_level)  # each session's stages in the log
 
 
 def _measure_all(jobs, output_dir, args, provenance):

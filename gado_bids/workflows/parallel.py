@@ -20,18 +20,11 @@ from gado_bids.workflows.scan import prepare_scan
 LOG = logging.getLogger("gadosynth")
 
 
-def configure_worker_logging(log_level):
-    """A spawned worker starts with no logging set up: its progress lines would be lost."""
-    logging.basicConfig(level=log_level, format="%(asctime)s [gadosynth worker %(process)d] "
-                        "%(levelname)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("bids").setLevel(logging.WARNING)
-
-
 def _worker_init(nthreads, work_dir, log_level):
     runtime.configure_process(nthreads)
     runtime.redirect_scratch(work_dir)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C
-    configure_worker_logging(log_level)
+    runtime.configure_worker_logging(log_level)
 
 
 def _prepare_participant(jobs, output_dir, work_dir, seed, overwrite, weights_sha256):
