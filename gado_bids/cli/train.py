@@ -84,6 +84,12 @@ def _loss_arguments(parser):
                        help="weight of the intensity-histogram term of each crop (sorted "
                             "values of the blur-matched output against the target's): a "
                             "shaved white-matter top costs here. Default: %(default)s")
+    group.add_argument("--comparison_blur", type=float, default=DEFAULTS.comparison_blur,
+                       help="sigma (voxels) of a Gaussian average, inside the brain, of both the "
+                            "output and the target before the voxel error: the input's noise "
+                            "cancels, so the enhancement map gains nothing by cutting the "
+                            "white matter's bright texture (training/losses.py). "
+                            "Default: %(default)s (voxel by voxel)")
 
 
 def _schedule_arguments(parser):

@@ -22,6 +22,7 @@ class TrainConfig:
     weight_3d: float = 2.0  # weight of pairs whose target is a sharp 3D scan
     enhancement_l1: float = 0.0  # sparsity of the enhancement map (enhancement formulation)
     distribution_weight: float = 0.0  # weight of the crop's sorted-value (histogram) term
+    comparison_blur: float = 0.0  # sigma (voxels) averaging both images before the voxel error
     curve_loss: str = "quantile"  # quantile | mse: how the intensity curve learns (see below)
     curve_voxels: str = "all"  # all | unenhanced: the voxels the quantile loss matches
     simulated_fraction: float = 0.0  # share of training inputs with simulated enhancement

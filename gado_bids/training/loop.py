@@ -113,7 +113,8 @@ def _validate(state: TrainingState, data: TrainingData, device, out_dir: Path,
     """The validation columns of the epoch's log row; best.pt when the loss is the lowest."""
     config = state.config
     results = evaluate(state.model, data.validation_pairs, device, baselines=False,
-                       loss=config.loss, distribution_weight=config.distribution_weight)
+                       loss=config.loss, distribution_weight=config.distribution_weight,
+                       comparison_blur=config.comparison_blur)
     val_loss = float(np.mean([r["loss"] for r in results]))
     if val_loss < state.best:
         state.best = val_loss
@@ -149,7 +150,8 @@ def _summary(state, data, device, out_dir, command, started) -> dict:
         summary["best_epoch"] = meta["epoch"]
         summary["validation"] = evaluate(best_model, data.validation_pairs, device,
                                          loss=config.loss,
-                                         distribution_weight=config.distribution_weight)
+                                         distribution_weight=config.distribution_weight,
+                                         comparison_blur=config.comparison_blur)
     atomic.write_json(out_dir / "summary.json", summary)
     return summary
 

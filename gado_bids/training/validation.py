@@ -25,11 +25,21 @@ def network_grid_baseline(ce: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return evaluation.clip_and_blur_baseline(ce, mask, np.abs(np.diag(grids.network_affine())[:3]))
 
 
+def _masked_average(volume, mask, sigma_voxels) -> np.ndarray:
+    """training.losses.masked_blur on a whole volume."""
+    if sigma_voxels <= 0:
+        return volume
+    sigma = (sigma_voxels,) * 3
+    inside = mask.astype(np.float32)
+    return resolution.blur(volume * inside, sigma) / np.maximum(resolution.blur(inside, sigma),
+                                                                1e-3)
+
+
 def evaluate(model, pairs, device, baselines: bool = True, loss: str = "l1",
-             distribution_weight: float = 0.0) -> list:
+             distribution_weight: float = 0.0, comparison_blur: float = 0.0) -> list:
     """Per validation pair: the loss and the synthetic image's metrics on the network scale (the
     per-epoch check that picks best.pt: blur-matched like the training loss, with its histogram
-    term); with baselines, also the evaluation module's full
+    term and its comparison_blur); with baselines, also the evaluation module's full
     comparison (metrics.evaluation: ce, clip, clip-and-blur and synthetic, plain and
     resolution-matched, sharpness, reference class) on the network's grid (1 mm crop or
     128^3), a secondary view of the group level's native-grid one."""
@@ -38,9 +48,10 @@ def evaluate(model, pairs, device, baselines: bool = True, loss: str = "l1",
         voxel_mm = (1.0, 1.0, 1.0) if pair.ce.shape == grids.CROP_SHAPE else np.abs(
             np.diag(grids.network_affine())[:3])
         synthetic = predict_volume(model, pair.ce, device, pair.mask)
-        blurred = resolution.blur(synthetic, pair.target_blur)[pair.mask]
-        target = pair.target[pair.mask]
-        error = blurred - target
+        matched = resolution.blur(synthetic, pair.target_blur)
+        blurred, target = matched[pair.mask], pair.target[pair.mask]
+        error = (_masked_average(matched, pair.mask, comparison_blur)
+                 - _masked_average(pair.target, pair.mask, comparison_blur))[pair.mask]
         value = float(np.mean(np.abs(error) if loss == "l1" else error ** 2))
         if distribution_weight > 0:  # training's histogram term, on the whole volume
             value += distribution_weight * float(np.mean((np.sort(blurred) - np.sort(target)) ** 2))
