@@ -46,13 +46,14 @@ def masked_blur(volumes: torch.Tensor, mask: torch.Tensor, sigma_voxels) -> torc
 
 def compared_at_scale(output, target, mask, sigma_voxels):
     """(output, target) as the voxel error compares them: with comparison_blur, both averaged
-    over about a voxel first. Why: the target's noise cannot be predicted from the input, so the
-    voxel-wise error is lowest with the input's own noise taken out, and a map E >= 0 can only
-    take out its bright half: it cuts the peaks of the white matter's texture, which darkens the
-    white matter and compresses the top end (gadosynth 0.2/0.3: GM grows into WM on 3D
-    references, top end 2-5 % against 5-26 % for real scans). Averaged, the noise cancels, so
-    cutting it gains nothing and the mean it takes away still costs; enhancement (vessels,
-    rims: several voxels, high contrast) survives the average and is still taught."""
+    over about a voxel first. Why (a hypothesis for the 0.2/0.3 weights' darkened white matter
+    and compressed top end, shown on a toy image in tests/training/test_losses.py, not yet on
+    trained weights): the target's noise cannot be predicted from the input, so the voxel-wise
+    error is lowest with the input's own noise taken out, and a map E >= 0 can only take out
+    its bright half, which lowers the white matter's mean. Averaged, the noise cancels, so
+    cutting it gains nothing and the mean it takes away still costs; a blob of enhancement
+    keeps about half its cost at sigma 0.7, a one-voxel vessel about an eighth (weigh that
+    against enhancement_l1)."""
     if sigma_voxels <= 0:
         return output, target
     sigma = (sigma_voxels,) * 3
