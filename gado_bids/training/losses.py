@@ -47,8 +47,8 @@ def masked_blur(volumes: torch.Tensor, mask: torch.Tensor, sigma_voxels) -> torc
 def compared_at_scale(output, target, mask, sigma_voxels):
     """(output, target) as the voxel error compares them: with comparison_blur, both averaged
     over about a voxel first. Why (a hypothesis for the 0.2/0.3 weights' darkened white matter
-    and compressed top end, shown on a toy image in tests/training/test_losses.py, not yet on
-    trained weights): the target's noise cannot be predicted from the input, so the voxel-wise
+    and compressed top end, shown on a toy image in tests/training/test_losses.py; trained
+    weights, model card's stage 8, did not bear it out at sigma 0.7): the target's noise cannot be predicted from the input, so the voxel-wise
     error is lowest with the input's own noise taken out, and a map E >= 0 can only take out
     its bright half, which lowers the white matter's mean. Averaged, the noise cancels, so
     cutting it gains nothing and the mean it takes away still costs; a blob of enhancement
