@@ -2,7 +2,7 @@
 curve f or its removed-enhancement map E.
 
     python benchmarks/volume_sources.py CACHE_DIR WEIGHTS [WEIGHTS ...]
-        [--subjects 004 021 ...] [--curve] [--map-alone] [--nthreads N]
+        [--subjects 004 021 ...] [--curve] [--map-alone] [--tissue-medians] [--nthreads N]
 
 CACHE_DIR is a gadosynth-train cache; WEIGHTS are weights files or "bundled". Per subject (default:
 the bundled weights' 3D validation subjects) every image is segmented with the group level's
@@ -13,7 +13,10 @@ what removing the enhancement does without the curve's contrast change).
 Printed: the volumes' differences to the real scan's (cm3), the synthetic image's top end
 (P99.5/P95 - 1, a saturated white matter shows), the share of the brain where E > 0.02 and E's
 mean. A curve that alone matches the ce scan's errors but an f - E that does not says the map,
-not the curve, moves the tissue boundaries.
+not the curve, moves the tissue boundaries. --tissue-medians prints, inside each tissue of the
+real scan's labels, the medians of the real scan, the ce scan, f(ce) and E and the median of
+f(ce) - real: a broad excess left in f(ce) where E stays at zero is contrast the map does not
+remove (a sparse map cannot), a deficit is one only the curve can fill.
 """
 import argparse
 from pathlib import Path
@@ -40,6 +43,16 @@ def _differences(volumes, reference):
     return "  ".join(f"{t} {volumes[t] - reference[t]:+7.1f}" for t in tissues.TISSUES)
 
 
+def _tissue_medians(labels, real, ce, mapped, enhancement):
+    cells = []
+    for name, index in tissues.LABELS.items():
+        inside = labels == index
+        cells.append(f"{name} real {np.median(real[inside]):.3f} ce {np.median(ce[inside]):.3f} "
+                     f"f {np.median(mapped[inside]):.3f} E {np.median(enhancement[inside]):.4f} "
+                     f"f-real {np.median(mapped[inside] - real[inside]):+.4f}")
+    return " | ".join(cells)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("cache_dir", type=Path)
@@ -47,6 +60,8 @@ def main(argv=None):
     parser.add_argument("--subjects", nargs="+")
     parser.add_argument("--curve", action="store_true", help="also segment f(ce) alone")
     parser.add_argument("--map-alone", action="store_true", help="also segment ce - E")
+    parser.add_argument("--tissue-medians", action="store_true",
+                        help="also print medians inside the real scan's tissue labels")
     parser.add_argument("--nthreads", type=int, default=2)
     args = parser.parse_args(argv)
     runtime.limit_threads(args.nthreads)
@@ -59,7 +74,8 @@ def main(argv=None):
     for subject in subjects:
         pair = load_pair(args.cache_dir / f"sub-{subject}_ses-01_ce-gadolinium.npz")
         volumes = lambda image: tissues.volumes_cm3(tissues.segment(image, pair.mask))
-        real = volumes(pair.target)
+        real_labels = tissues.segment(pair.target, pair.mask)
+        real = tissues.volumes_cm3(real_labels)
         print(f"sub-{subject} ce{'':27s}{_differences(volumes(pair.ce), real)}")
         for name, model in models.items():
             mapped, enhancement = _decomposed(model, pair.ce, pair.mask)
@@ -74,6 +90,9 @@ def main(argv=None):
             if args.curve:
                 print(f"sub-{subject} {label[:10]:10s} f alone{'':11s}"
                       f"{_differences(volumes(np.clip(mapped, 0, 1)), real)}")
+            if args.tissue_medians:
+                print(f"sub-{subject} {label[:10]:10s} medians  "
+                      f"{_tissue_medians(real_labels, pair.target, pair.ce, mapped, enhancement)}")
             if args.map_alone:
                 print(f"sub-{subject} {label[:10]:10s} ce - E{'':12s}"
                       f"{_differences(volumes(np.clip(pair.ce - enhancement, 0, None)), real)}")
