@@ -15,21 +15,16 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 from gado_bids.metrics import tissues
 from gado_bids.training.cache import cached_pairs, load_pair
-
-
-def _median_in(image, region):
-    return float(np.median(image[region]))
+from gado_bids.training.contrast import CORE, pair_contrast
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("cache_dir", type=Path)
     parser.add_argument("--split", type=Path, help="a gadosynth-train split.json")
-    parser.add_argument("--core", type=float, default=0.8)
+    parser.add_argument("--core", type=float, default=CORE)
     args = parser.parse_args(argv)
     validation = set(json.loads(args.split.read_text())["validation"]) if args.split else set()
     priors = dict(zip(tissues.TISSUES, tissues.template_priors()))
@@ -37,16 +32,13 @@ def main(argv=None):
     weaker = []
     for path in cached_pairs(args.cache_dir):
         pair = load_pair(path)
-        cores = {name: pair.mask & (prior > args.core) for name, prior in priors.items()}
-        shifts = "  ".join(f"{name} {_median_in(pair.ce - pair.target, core):+.3f}"
-                           for name, core in cores.items())
-        gaps = [_median_in(image, cores["WM"]) - _median_in(image, cores["GM"])
-                for image in (pair.target, pair.ce)]
+        contrast = pair_contrast(pair, priors, args.core)
+        shifts = "  ".join(f"{name} {shift:+.3f}" for name, shift in contrast.shifts.items())
         split = "" if not args.split else ("val" if pair.subject in validation else "train")
-        if gaps[0] <= gaps[1]:
+        if not contrast.gadolinium_only:
             weaker.append(pair.subject)
         print(f"sub-{pair.subject}  {pair.reference_class:11s}  {split:5s}  {shifts}"
-              f"      {gaps[0]:.3f}  {gaps[1]:.3f}")
+              f"      {contrast.reference_gap:.3f}  {contrast.ce_gap:.3f}")
     print(f"real grey/white gap not above the ce scan's: {len(weaker)} pairs ({', '.join(weaker)})")
 
 

@@ -76,6 +76,13 @@ def _loss_arguments(parser):
                             "unenhanced (the same voxels of both scans, without those much "
                             "brighter after contrast: keeps the white-matter top, but the "
                             "one-sided cut biases the curve bright; see the model card)")
+    group.add_argument("--curve_pairs", choices=["all", "gadolinium-only"],
+                       default=DEFAULTS.curve_pairs,
+                       help="training pairs whose contrast the quantile curve learns: all "
+                            "(default, the bundled weights' recipe) or gadolinium-only (those "
+                            "whose reference has the larger grey/white gap, as a pre-contrast "
+                            "scan of the ce scan's sequence has; the others differ by sequence "
+                            "too). Sharp targets keep their identity term either way")
     group.add_argument("--enhancement_l1", type=float, default=DEFAULTS.enhancement_l1,
                        help="weight of the enhancement map's mean in the loss (sparsity; "
                             "enhancement formulation). Default: %(default)s")

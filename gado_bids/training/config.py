@@ -25,6 +25,9 @@ class TrainConfig:
     comparison_blur: float = 0.0  # sigma (voxels) averaging both images before the voxel error
     curve_loss: str = "quantile"  # quantile | mse: how the intensity curve learns (see below)
     curve_voxels: str = "all"  # all | unenhanced: the voxels the quantile loss matches
+    # all | gadolinium-only: the pairs whose ce -> reference distribution the curve learns
+    # (training/contrast.py); sharp targets keep their identity term either way
+    curve_pairs: str = "all"
     simulated_fraction: float = 0.0  # share of training inputs with simulated enhancement
     simulated_on_ce: float = 0.0  # share of those built on the real ce scan, not the target
     # brain | brain+enhancement: where a simulated sample's loss is computed (training/data.py)

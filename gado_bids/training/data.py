@@ -11,8 +11,10 @@ import torch
 
 from gado_bids import atomic
 from gado_bids.preprocessing import grids
+from gado_bids.metrics import tissues
 from gado_bids.training import simulated_enhancement
 from gado_bids.training.augment import augment, random_crop_origin
+from gado_bids.training.contrast import pair_contrast
 from gado_bids.training.losses import curve_samples, whole_scan_descriptors
 
 LOG = logging.getLogger("gadosynth.train")
@@ -113,7 +115,25 @@ class TrainingData:
     sharp_pairs: list  # training pairs with a 3D target (bases of simulated pairs)
     descriptors: dict = None  # whole-scan intensity descriptors (enhancement formulation)
     curve_samples: dict = None  # the quantile curve loss's samples
+    curve_pairs: set = None  # names of the pairs whose distribution the curve learns; None: all
     enhancement_maps: torch.Tensor = None  # simulated enhancement
+
+
+def _gadolinium_only_pairs(config, train_pairs) -> tuple:
+    """(names of the training pairs whose reference differs from the ce scan by gadolinium
+    alone, subject -> [reference gap, ce gap]): the curve learns its contrast from those."""
+    if config.formulation != "enhancement" or config.curve_loss != "quantile":
+        raise ValueError("curve_pairs applies to the enhancement formulation's quantile curve")
+    priors = dict(zip(tissues.TISSUES, tissues.template_priors()))
+    contrasts = {p.name: pair_contrast(p, priors) for p in train_pairs}
+    chosen = {name for name, contrast in contrasts.items() if contrast.gadolinium_only}
+    if not chosen:
+        raise ValueError("no training pair has a reference with the larger grey/white gap")
+    LOG.info("the curve learns from %d of %d training pairs (reference gap above the ce "
+             "scan's)", len(chosen), len(train_pairs))
+    gaps = {p.subject: [round(contrasts[p.name].reference_gap, 4),
+                        round(contrasts[p.name].ce_gap, 4)] for p in train_pairs}
+    return chosen, gaps
 
 
 def training_data(pairs, config, out_dir: Path) -> TrainingData:
@@ -132,10 +152,14 @@ def training_data(pairs, config, out_dir: Path) -> TrainingData:
         if config.curve_loss == "quantile":
             data.curve_samples = curve_samples(train_pairs, config.seed, data.descriptors,
                                                config.curve_voxels)
-    atomic.write_json(out_dir / "split.json", {
-        "seed": config.seed, "train": train_subjects, "validation": validation_subjects,
-        "reference_class": classes,
-        "target_blur_voxels": {p.subject: list(p.target_blur) for p in pairs}})
+    record = {"seed": config.seed, "train": train_subjects, "validation": validation_subjects,
+              "reference_class": classes,
+              "target_blur_voxels": {p.subject: list(p.target_blur) for p in pairs}}
+    if config.curve_pairs != "all":
+        data.curve_pairs, record["grey_white_gap"] = _gadolinium_only_pairs(config, train_pairs)
+        record["curve_pairs"] = sorted(p.subject for p in train_pairs
+                                       if p.name in data.curve_pairs)
+    atomic.write_json(out_dir / "split.json", record)
     LOG.info("%d training / %d validation subjects; validation: %s", len(train_subjects),
              len(validation_subjects), ", ".join(validation_subjects))
     if config.simulated_fraction > 0:

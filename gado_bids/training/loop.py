@@ -93,7 +93,7 @@ def _train_epoch(state: TrainingState, data: TrainingData, device) -> float:
                              None if enhancement is None else enhancement.float())
         if quantile:
             loss = loss + curve_loss(model, [p.name for p in batch], data.curve_samples,
-                                     sharp_names, device)
+                                     sharp_names, device, data.curve_pairs)
         state.optimiser.zero_grad(set_to_none=True)
         if state.scaler:
             state.scaler.scale(loss).backward()

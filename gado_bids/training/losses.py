@@ -141,17 +141,18 @@ def curve_samples(pairs, seed: int, descriptors: dict, voxels: str = "all") -> d
     return samples
 
 
-def curve_loss(model, names, samples, sharp_names, device) -> torch.Tensor:
-    """The distribution error of f(ce) against the target per scan, and the squared error of
-    f(target) against itself for sharp targets (a scan that already looks pre-contrast keeps
-    its curve)."""
+def curve_loss(model, names, samples, sharp_names, device, matched_names=None) -> torch.Tensor:
+    """The distribution error of f(ce) against the target per scan (of matched_names only, when
+    given), and the squared error of f(target) against itself for sharp targets (a scan that
+    already looks pre-contrast keeps its curve); zero when the batch holds neither."""
     terms = []
     curve = model.intensity_curve
     for name in names:
         ce, target, ce_descriptor, target_descriptor = (v.to(device) for v in samples[name])
-        terms.append(distribution_error(curve(ce[None, None], ce_descriptor[None])[0, 0],
-                                        target))
+        if matched_names is None or name in matched_names:
+            terms.append(distribution_error(curve(ce[None, None], ce_descriptor[None])[0, 0],
+                                            target))
         if name in sharp_names:
             kept = curve(target[None, None], target_descriptor[None])[0, 0]
             terms.append(((kept - target) ** 2).mean())
-    return torch.stack(terms).mean()
+    return torch.stack(terms).mean() if terms else torch.zeros((), device=device)
