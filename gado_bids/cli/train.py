@@ -83,9 +83,19 @@ def _loss_arguments(parser):
                             "whose reference has the larger grey/white gap, as a pre-contrast "
                             "scan of the ce scan's sequence has; the others differ by sequence "
                             "too). Sharp targets keep their identity term either way")
+    group.add_argument("--training_pairs", choices=["all", "gadolinium-only"],
+                       default=DEFAULTS.training_pairs,
+                       help="real pairs training crops come from: all (default) or "
+                            "gadolinium-only (as --curve_pairs; the curve then learns from "
+                            "them too)")
     group.add_argument("--enhancement_l1", type=float, default=DEFAULTS.enhancement_l1,
                        help="weight of the enhancement map's mean in the loss (sparsity; "
                             "enhancement formulation). Default: %(default)s")
+    group.add_argument("--enhancement_free_level", type=float,
+                       default=DEFAULTS.enhancement_free_level,
+                       help="the sparsity term charges the enhancement map only above this "
+                            "level (a broad, tissue-wide part below it costs nothing). "
+                            "Default: %(default)s")
     group.add_argument("--distribution_loss", dest="distribution_weight", type=float,
                        default=DEFAULTS.distribution_weight,
                        help="weight of the intensity-histogram term of each crop (sorted "

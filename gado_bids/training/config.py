@@ -21,6 +21,8 @@ class TrainConfig:
     blur_matched: bool = True  # compare thick-slice targets with the output blurred like them
     weight_3d: float = 2.0  # weight of pairs whose target is a sharp 3D scan
     enhancement_l1: float = 0.0  # sparsity of the enhancement map (enhancement formulation)
+    # the sparsity term counts only E above this level: a broad tissue-wide part below it is free
+    enhancement_free_level: float = 0.0
     distribution_weight: float = 0.0  # weight of the crop's sorted-value (histogram) term
     comparison_blur: float = 0.0  # sigma (voxels) averaging both images before the voxel error
     curve_loss: str = "quantile"  # quantile | mse: how the intensity curve learns (see below)
@@ -28,6 +30,9 @@ class TrainConfig:
     # all | gadolinium-only: the pairs whose ce -> reference distribution the curve learns
     # (training/contrast.py); sharp targets keep their identity term either way
     curve_pairs: str = "all"
+    # all | gadolinium-only: the real pairs training crops come from (gadolinium-only implies the
+    # curve's); simulated samples are built on the 3D pairs among them
+    training_pairs: str = "all"
     simulated_fraction: float = 0.0  # share of training inputs with simulated enhancement
     simulated_on_ce: float = 0.0  # share of those built on the real ce scan, not the target
     # brain | brain+enhancement: where a simulated sample's loss is computed (training/data.py)

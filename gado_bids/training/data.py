@@ -123,14 +123,15 @@ def _gadolinium_only_pairs(config, train_pairs) -> tuple:
     """(names of the training pairs whose reference differs from the ce scan by gadolinium
     alone, subject -> [reference gap, ce gap]): the curve learns its contrast from those."""
     if config.formulation != "enhancement" or config.curve_loss != "quantile":
-        raise ValueError("curve_pairs applies to the enhancement formulation's quantile curve")
+        raise ValueError("gadolinium-only pairs need the enhancement formulation's quantile curve")
     priors = dict(zip(tissues.TISSUES, tissues.template_priors()))
     contrasts = {p.name: pair_contrast(p, priors) for p in train_pairs}
     chosen = {name for name, contrast in contrasts.items() if contrast.gadolinium_only}
     if not chosen:
         raise ValueError("no training pair has a reference with the larger grey/white gap")
-    LOG.info("the curve learns from %d of %d training pairs (reference gap above the ce "
-             "scan's)", len(chosen), len(train_pairs))
+    LOG.info("%d of %d training pairs have a reference with the larger grey/white gap: the "
+             "curve learns from them%s", len(chosen), len(train_pairs),
+             ", and only they are trained on" if config.training_pairs != "all" else "")
     gaps = {p.subject: [round(contrasts[p.name].reference_gap, 4),
                         round(contrasts[p.name].ce_gap, 4)] for p in train_pairs}
     return chosen, gaps
@@ -144,21 +145,25 @@ def training_data(pairs, config, out_dir: Path) -> TrainingData:
         [p.subject for p in pairs], config.n_validation, config.seed, config.validation_subjects,
         classes, config.n_validation_3d)
     train_pairs = [p for p in pairs if p.subject in train_subjects]
+    record = {"seed": config.seed, "train": train_subjects, "validation": validation_subjects,
+              "reference_class": classes,
+              "target_blur_voxels": {p.subject: list(p.target_blur) for p in pairs}}
+    chosen = None
+    if "gadolinium-only" in (config.curve_pairs, config.training_pairs):
+        chosen, record["grey_white_gap"] = _gadolinium_only_pairs(config, train_pairs)
+        record["curve_pairs"] = sorted(p.subject for p in train_pairs if p.name in chosen)
+        if config.training_pairs == "gadolinium-only":
+            train_pairs = [p for p in train_pairs if p.name in chosen]
+            record["training_pairs"] = record["curve_pairs"]
     data = TrainingData(train_subjects, validation_subjects, classes, train_pairs,
                         [p for p in pairs if p.subject in validation_subjects],
                         [p for p in train_pairs if p.reference_class == "3D"])
+    data.curve_pairs = chosen
     if config.formulation == "enhancement":
         data.descriptors = whole_scan_descriptors(train_pairs)
         if config.curve_loss == "quantile":
             data.curve_samples = curve_samples(train_pairs, config.seed, data.descriptors,
                                                config.curve_voxels)
-    record = {"seed": config.seed, "train": train_subjects, "validation": validation_subjects,
-              "reference_class": classes,
-              "target_blur_voxels": {p.subject: list(p.target_blur) for p in pairs}}
-    if config.curve_pairs != "all":
-        data.curve_pairs, record["grey_white_gap"] = _gadolinium_only_pairs(config, train_pairs)
-        record["curve_pairs"] = sorted(p.subject for p in train_pairs
-                                       if p.name in data.curve_pairs)
     atomic.write_json(out_dir / "split.json", record)
     LOG.info("%d training / %d validation subjects; validation: %s", len(train_subjects),
              len(validation_subjects), ", ".join(validation_subjects))

@@ -73,3 +73,36 @@ def test_the_curve_learns_the_contrast_of_the_matched_pairs_only():
     assert fitted_gap(None) < 0.16  # averaged with the other pair's 0.04
     model = Holder()
     assert curve_loss(model, ["sequence"], samples, set(), "cpu", {"gadolinium"}).item() == 0
+
+
+def test_a_run_records_and_keeps_the_gadolinium_only_pairs(tmp_path, monkeypatch):
+    """training_data: with curve_pairs the curve learns from the gadolinium-only pairs and the
+    crops still come from all; with training_pairs only those are trained on; split.json
+    records both gaps per training subject and the pairs chosen."""
+    import json
+    from dataclasses import replace
+    from gado_bids.metrics import tissues
+    from gado_bids.training.config import TrainConfig
+    from gado_bids.training.data import training_data
+    pairs = []
+    for subject, levels in (("01", (0.2, 0.42, 0.52)), ("02", (0.15, 0.3, 0.5)),
+                            ("03", (0.2, 0.42, 0.52)), ("04", (0.2, 0.42, 0.52))):
+        pair, priors = _toy_pair((0.15, 0.35, 0.5) if subject != "02" else (0.2, 0.42, 0.5),
+                                 levels, seed=int(subject))
+        pairs.append(replace(pair, name=f"sub-{subject}", subject=subject))
+    monkeypatch.setattr(tissues, "template_priors", lambda: tuple(priors.values()))
+    config = TrainConfig(validation_subjects=["04"], curve_pairs="gadolinium-only")
+    data = training_data(pairs, config, tmp_path)
+    assert [p.subject for p in data.train_pairs] == ["01", "02", "03"]
+    assert data.curve_pairs == {"sub-01", "sub-03"}
+    record = json.loads((tmp_path / "split.json").read_text())
+    assert record["curve_pairs"] == ["01", "03"] and "training_pairs" not in record
+    reference_gap, ce_gap = record["grey_white_gap"]["02"]
+    assert reference_gap < ce_gap
+    data = training_data(pairs, replace(config, curve_pairs="all",
+                                        training_pairs="gadolinium-only"), tmp_path)
+    assert [p.subject for p in data.train_pairs] == ["01", "03"]
+    assert sorted(data.curve_samples) == ["sub-01", "sub-03"]
+    assert json.loads((tmp_path / "split.json").read_text())["training_pairs"] == ["01", "03"]
+    with pytest.raises(ValueError, match="quantile curve"):
+        training_data(pairs, replace(config, curve_loss="mse"), tmp_path)

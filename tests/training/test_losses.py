@@ -1,6 +1,8 @@
 """What training minimises (gado_bids.training.losses): blur is not rewarded, a flattened
 texture costs, cutting the input's noise costs when compared at scale, the quantile curve loss
-keeps contrast, enhanced voxels are left out of the curve's samples."""
+keeps contrast, enhanced voxels are left out of the curve's samples, the sparsity term has a
+free level."""
+import pytest
 import torch
 
 
@@ -160,3 +162,23 @@ def test_curve_samples_leave_out_enhanced_voxels_and_keep_the_white_matter_top()
         enhanced_share = (ce_samples > 0.8).float().mean().item()
         assert (enhanced_share < 0.01) == (voxels == "unenhanced"), (voxels, enhanced_share)
     assert gaps["unenhanced"] < 0.02 and gaps["all"] > 0.3, gaps
+
+
+def test_the_sparsity_term_charges_the_map_only_above_its_free_level():
+    """A broad map below enhancement_free_level (gadolinium's tissue-wide part) costs nothing; a
+    vessel above it costs what it exceeds the level by, and without a level every bit costs."""
+    from gado_bids.training.config import TrainConfig
+    from gado_bids.training.losses import training_loss
+    image = torch.full((1, 1, 8, 8, 8), 0.4)
+    masks = torch.ones_like(image)
+
+    def loss(level, enhancement):
+        config = TrainConfig(enhancement_l1=1.0, enhancement_free_level=level)
+        return training_loss(config, image, image, masks, [(0, 0, 0)], [1.0],
+                             enhancement).item()
+    broad = torch.full_like(image, 0.02)
+    vessel = torch.zeros_like(image)
+    vessel[0, 0, 4, 4, :] = 0.5
+    assert loss(0.03, broad) == 0
+    assert loss(0.0, broad) == pytest.approx(0.02)
+    assert loss(0.03, vessel) == pytest.approx(8 * 0.47 / 512)
