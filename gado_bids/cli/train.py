@@ -88,6 +88,9 @@ def _loss_arguments(parser):
                        help="real pairs training crops come from: all (default) or "
                             "gadolinium-only (as --curve_pairs; the curve then learns from "
                             "them too)")
+    group.add_argument("--freeze_curve", action="store_true",
+                       help="keep the intensity curve of the --init weights and train the "
+                            "enhancement map alone")
     group.add_argument("--enhancement_l1", type=float, default=DEFAULTS.enhancement_l1,
                        help="weight of the enhancement map's mean in the loss (sparsity; "
                             "enhancement formulation). Default: %(default)s")

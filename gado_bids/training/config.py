@@ -33,6 +33,7 @@ class TrainConfig:
     # all | gadolinium-only: the real pairs training crops come from (gadolinium-only implies the
     # curve's); simulated samples are built on the 3D pairs among them
     training_pairs: str = "all"
+    freeze_curve: bool = False  # keep the initial weights' intensity curve: train the map alone
     simulated_fraction: float = 0.0  # share of training inputs with simulated enhancement
     simulated_on_ce: float = 0.0  # share of those built on the real ce scan, not the target
     # brain | brain+enhancement: where a simulated sample's loss is computed (training/data.py)

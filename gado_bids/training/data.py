@@ -129,9 +129,10 @@ def _gadolinium_only_pairs(config, train_pairs) -> tuple:
     chosen = {name for name, contrast in contrasts.items() if contrast.gadolinium_only}
     if not chosen:
         raise ValueError("no training pair has a reference with the larger grey/white gap")
-    LOG.info("%d of %d training pairs have a reference with the larger grey/white gap: the "
-             "curve learns from them%s", len(chosen), len(train_pairs),
-             ", and only they are trained on" if config.training_pairs != "all" else "")
+    LOG.info("%d of %d training pairs have a reference with the larger grey/white gap%s%s",
+             len(chosen), len(train_pairs),
+             "" if config.freeze_curve else "; the curve learns from them",
+             "; only they are trained on" if config.training_pairs != "all" else "")
     gaps = {p.subject: [round(contrasts[p.name].reference_gap, 4),
                         round(contrasts[p.name].ce_gap, 4)] for p in train_pairs}
     return chosen, gaps
@@ -161,7 +162,7 @@ def training_data(pairs, config, out_dir: Path) -> TrainingData:
     data.curve_pairs = chosen
     if config.formulation == "enhancement":
         data.descriptors = whole_scan_descriptors(train_pairs)
-        if config.curve_loss == "quantile":
+        if config.curve_loss == "quantile" and not config.freeze_curve:
             data.curve_samples = curve_samples(train_pairs, config.seed, data.descriptors,
                                                config.curve_voxels)
     atomic.write_json(out_dir / "split.json", record)

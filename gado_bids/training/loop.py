@@ -161,6 +161,11 @@ def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") 
     (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     model, config = _initial_model(config, device)
+    if config.freeze_curve:
+        if config.formulation != "enhancement" or config.init == "scratch":
+            raise ValueError("freeze_curve keeps a trained enhancement network's curve: it "
+                             "needs --init and the enhancement formulation")
+        model.intensity_curve.requires_grad_(False)
     data = training_data(pairs, config, out_dir)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed 128^3 shapes: pick the fastest kernels

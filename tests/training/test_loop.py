@@ -104,3 +104,38 @@ def test_training_from_the_cache_alone_with_simulated_pairs_and_a_time_limit(dem
     wrong = subprocess.run(command + ["--simulated_on_ce", "1.5"], capture_output=True,
                            text=True, timeout=600)
     assert wrong.returncode == 64 and "between 0 and 1" in wrong.stderr
+
+
+def test_a_frozen_curve_stays_as_the_initial_weights_have_it(tmp_path):
+    """freeze_curve: a fine-tuning run trains the enhancement map and leaves the intensity curve
+    of its --init weights untouched; without it both move."""
+    import numpy as np
+    from gado_bids.model.weights import load_weights, save_weights
+    from gado_bids.training.cache import TrainingPair
+    from gado_bids.training.config import TrainConfig
+    from gado_bids.training.loop import train
+    torch.manual_seed(0)
+    save_weights(build_model("attention-unet", 4, "enhancement"), tmp_path / "init.pt", {
+        "model": "attention-unet", "width": 4, "formulation": "enhancement"})
+    rng = np.random.default_rng(0)
+    pairs = []
+    for subject in ("01", "02", "03"):
+        target = rng.uniform(0.2, 0.5, (32, 32, 32)).astype(np.float32)
+        ce = np.clip(target * 1.1 + 0.05 * (rng.random(target.shape) > 0.95), 0, 1)
+        pairs.append(TrainingPair(f"sub-{subject}", subject, ce.astype(np.float32), target,
+                                  np.ones(target.shape, bool)))
+
+    def trained_state(freeze):
+        config = TrainConfig(init=str(tmp_path / "init.pt"), freeze_curve=freeze, epochs=2,
+                             crop_size=32, validation_subjects=["03"], learning_rate=1e-2)
+        work = tmp_path / f"frozen-{freeze}"
+        train(pairs, work, config, torch.device("cpu"))
+        return torch.load(work / "checkpoints" / "last.pt", weights_only=False)["model"]
+    initial = load_weights(tmp_path / "init.pt")[0].state_dict()
+    for freeze in (True, False):
+        state = trained_state(freeze)
+        curve_moved = any(not torch.equal(state[k].float(), initial[k].float())
+                          for k in initial if k.startswith("intensity_curve"))
+        map_moved = any(not torch.equal(state[k].float(), initial[k].float())
+                        for k in initial if not k.startswith("intensity_curve"))
+        assert map_moved and curve_moved != freeze, (freeze, curve_moved)
