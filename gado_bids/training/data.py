@@ -158,8 +158,8 @@ def training_data(pairs, config, out_dir: Path) -> TrainingData:
             record["training_pairs"] = record["curve_pairs"]
     data = TrainingData(train_subjects, validation_subjects, classes, train_pairs,
                         [p for p in pairs if p.subject in validation_subjects],
-                        [p for p in train_pairs if p.reference_class == "3D"])
-    data.curve_pairs = chosen
+                        [p for p in train_pairs if p.reference_class == "3D"],
+                        curve_pairs=chosen)
     if config.formulation == "enhancement":
         data.descriptors = whole_scan_descriptors(train_pairs)
         if config.curve_loss == "quantile" and not config.freeze_curve:
