@@ -2,7 +2,8 @@
 curve f or its removed-enhancement map E.
 
     python benchmarks/volume_sources.py CACHE_DIR WEIGHTS [WEIGHTS ...]
-        [--subjects 004 021 ...] [--curve] [--map-alone] [--tissue-medians] [--nthreads N]
+        [--subjects 004 021 ...] [--curve] [--map-alone] [--tissue-medians] [--by-depth]
+        [--map-spared-within MM] [--nthreads N]
 
 CACHE_DIR is a gadosynth-train cache; WEIGHTS are weights files or "bundled". Per subject (default:
 the bundled weights' 3D validation subjects) every image is segmented with the group level's
@@ -16,7 +17,11 @@ mean. A curve that alone matches the ce scan's errors but an f - E that does not
 not the curve, moves the tissue boundaries. --tissue-medians prints, inside each tissue of the
 real scan's labels, the medians of the real scan, the ce scan, f(ce) and E and the median of
 f(ce) - real: a broad excess left in f(ce) where E stays at zero is contrast the map does not
-remove (a sparse map cannot), a deficit is one only the curve can fill.
+remove (a sparse map cannot), a deficit is one only the curve can fill. --by-depth splits each
+image's volume differences by depth below the labelled region's surface (DEPTH_BANDS_MM): an
+excess near the surface is the map's edge rim, one deep is sulci and ventricles.
+--map-spared-within MM segments f(ce) - E once more with E set to zero within MM of the brain
+mask's edge (the counterfactual for the rim the map removes there).
 """
 import argparse
 from pathlib import Path
@@ -31,6 +36,25 @@ from gado_bids.preprocessing import grids
 from gado_bids.training.cache import load_pair
 
 E_VISIBLE = 0.02  # the normalised scale, where white matter sits near 0.5
+DEPTH_BANDS_MM = (0, 2, 4, 8, 1000)  # below the surface of the labelled (eroded) mask
+
+
+def _depth_below_surface(mask):
+    """mm from each labelled voxel to the nearest voxel outside the labelled region (1 mm grid)."""
+    from scipy import ndimage
+    return ndimage.distance_transform_edt(tissues.segmentation_mask(mask))
+
+
+def _differences_by_depth(labels, reference_labels, depth):
+    """Per depth band, CSF/GM/WM volume of labels less that of reference_labels (cm3)."""
+    cells = []
+    for low, high in zip(DEPTH_BANDS_MM[:-1], DEPTH_BANDS_MM[1:]):
+        band = (depth > low) & (depth <= high)
+        volumes, reference = (tissues.volumes_cm3(np.where(band, image_labels, 0))
+                              for image_labels in (labels, reference_labels))
+        differences = "/".join(f"{volumes[t] - reference[t]:+.1f}" for t in tissues.TISSUES)
+        cells.append(f"{low}-{high if high < 1000 else ''}mm {differences}")
+    return "  ".join(cells)
 
 
 def _decomposed(model, volume, mask):
@@ -62,6 +86,10 @@ def main(argv=None):
     parser.add_argument("--map-alone", action="store_true", help="also segment ce - E")
     parser.add_argument("--tissue-medians", action="store_true",
                         help="also print medians inside the real scan's tissue labels")
+    parser.add_argument("--by-depth", action="store_true",
+                        help="also split the differences by depth below the brain's surface")
+    parser.add_argument("--map-spared-within", type=float, metavar="MM",
+                        help="also segment f(ce) - E with E zero within MM of the mask's edge")
     parser.add_argument("--nthreads", type=int, default=2)
     args = parser.parse_args(argv)
     runtime.limit_threads(args.nthreads)
@@ -76,17 +104,33 @@ def main(argv=None):
         volumes = lambda image: tissues.volumes_cm3(tissues.segment(image, pair.mask))
         real_labels = tissues.segment(pair.target, pair.mask)
         real = tissues.volumes_cm3(real_labels)
-        print(f"sub-{subject} ce{'':27s}{_differences(volumes(pair.ce), real)}")
+        ce_labels = tissues.segment(pair.ce, pair.mask)
+        print(f"sub-{subject} ce{'':27s}{_differences(tissues.volumes_cm3(ce_labels), real)}")
+        depth = _depth_below_surface(pair.mask) if args.by_depth else None
+        if args.by_depth:
+            print(f"sub-{subject} ce by depth{'':19s}"
+                  f"{_differences_by_depth(ce_labels, real_labels, depth)}")
         for name, model in models.items():
             mapped, enhancement = _decomposed(model, pair.ce, pair.mask)
             synthetic = np.clip(mapped - enhancement, 0, 1)
             p95, p995 = np.percentile(synthetic[pair.mask & (synthetic > 0)], [95, 99.5])
             inside = enhancement[pair.mask]
             label = Path(name).parent.name or name
+            synthetic_labels = tissues.segment(synthetic, pair.mask)
             print(f"sub-{subject} {label[:10]:10s} f - E{'':13s}"
-                  f"{_differences(volumes(synthetic), real)}   top end {100 * (p995 / p95 - 1):.1f}%"
+                  f"{_differences(tissues.volumes_cm3(synthetic_labels), real)}"
+                  f"   top end {100 * (p995 / p95 - 1):.1f}%"
                   f"  E>{E_VISIBLE} {100 * (inside > E_VISIBLE).mean():.1f}%"
                   f"  mean E {inside.mean():.4f}")
+            if args.by_depth:
+                print(f"sub-{subject} {label[:10]:10s} by depth{'':10s}"
+                      f"{_differences_by_depth(synthetic_labels, real_labels, depth)}")
+            if args.map_spared_within is not None:
+                from scipy import ndimage
+                near_edge = ndimage.distance_transform_edt(pair.mask) <= args.map_spared_within
+                spared = np.clip(mapped - np.where(near_edge, 0, enhancement), 0, 1)
+                print(f"sub-{subject} {label[:10]:10s} E spared {args.map_spared_within:g} mm"
+                      f"{'':6s}{_differences(volumes(spared), real)}")
             if args.curve:
                 print(f"sub-{subject} {label[:10]:10s} f alone{'':11s}"
                       f"{_differences(volumes(np.clip(mapped, 0, 1)), real)}")

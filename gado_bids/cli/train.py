@@ -99,6 +99,12 @@ def _loss_arguments(parser):
                        help="the sparsity term charges the enhancement map only above this "
                             "level (a broad, tissue-wide part below it costs nothing). "
                             "Default: %(default)s")
+    group.add_argument("--enhancement_gradient_floor", type=float,
+                       default=DEFAULTS.enhancement_gradient_floor,
+                       help="added to the enhancement map's gradient (not its value) where "
+                            "the softplus's own dies near zero, so that a map pushed to zero "
+                            "in the tissue can learn a broad low part there. Default: "
+                            "%(default)s")
     group.add_argument("--distribution_loss", dest="distribution_weight", type=float,
                        default=DEFAULTS.distribution_weight,
                        help="weight of the intensity-histogram term of each crop (sorted "

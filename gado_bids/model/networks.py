@@ -40,6 +40,17 @@ ENHANCEMENT_BETA = 20.0
 ENHANCEMENT_START = -0.1
 
 
+def enhancement_from_head(head: torch.Tensor, gradient_floor: float = 0.0) -> torch.Tensor:
+    """E = softplus(beta * head) / beta, whose gradient sigmoid(beta * head) dies where E is near
+    zero (0.002 at E = 0.0001): a map pushed to zero in the tissue by a sparsity term cannot learn
+    a broad low part there again. gradient_floor (training only) adds that much to the gradient
+    and nothing to the value, so trained weights and their images are unchanged."""
+    enhancement = functional.softplus(head, beta=ENHANCEMENT_BETA)
+    if gradient_floor > 0 and head.requires_grad:
+        enhancement = enhancement + gradient_floor * (head - head.detach())
+    return enhancement
+
+
 class ChannelNorm(nn.Module):
     def __init__(self, channels: int, eps: float = 1e-5):
         super().__init__()
@@ -172,6 +183,7 @@ class UNet3D(nn.Module):
         nn.init.zeros_(self.head.weight)  # start as the identity map (global residual)
         nn.init.zeros_(self.head.bias)
         self.attention = attention
+        self.enhancement_gradient_floor = 0.0  # training only: enhancement_from_head
         if formulation == "enhancement":
             nn.init.constant_(self.head.bias, ENHANCEMENT_START)
             self.intensity_curve = IntensityCurve()
@@ -211,7 +223,7 @@ class UNet3D(nn.Module):
         when x are crops of them (default: x's own)."""
         if self.formulation != "enhancement":
             raise ValueError("decompose() needs the enhancement formulation")
-        enhancement = functional.softplus(self._features(x), beta=ENHANCEMENT_BETA)
+        enhancement = enhancement_from_head(self._features(x), self.enhancement_gradient_floor)
         return self.intensity_curve(x, descriptor), enhancement
 
     def forward(self, x, descriptor=None):

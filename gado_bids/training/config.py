@@ -23,6 +23,8 @@ class TrainConfig:
     enhancement_l1: float = 0.0  # sparsity of the enhancement map (enhancement formulation)
     # the sparsity term counts only E above this level: a broad tissue-wide part below it is free
     enhancement_free_level: float = 0.0
+    # added to the map's gradient where its softplus's dies (networks.enhancement_from_head)
+    enhancement_gradient_floor: float = 0.0
     distribution_weight: float = 0.0  # weight of the crop's sorted-value (histogram) term
     comparison_blur: float = 0.0  # sigma (voxels) averaging both images before the voxel error
     curve_loss: str = "quantile"  # quantile | mse: how the intensity curve learns (see below)

@@ -166,6 +166,10 @@ def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") 
             raise ValueError("freeze_curve keeps a trained enhancement network's curve: it "
                              "needs --init and the enhancement formulation")
         model.intensity_curve.requires_grad_(False)
+    if config.enhancement_gradient_floor > 0:
+        if config.formulation != "enhancement":
+            raise ValueError("enhancement_gradient_floor needs the enhancement formulation")
+        model.enhancement_gradient_floor = config.enhancement_gradient_floor
     data = training_data(pairs, config, out_dir)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed 128^3 shapes: pick the fastest kernels

@@ -95,6 +95,30 @@ def test_enhancement_formulation_starts_near_identity_and_only_removes():
         build_model("attention-unet", 4).decompose(x)
 
 
+
+def test_the_gradient_floor_changes_the_map_s_gradient_not_its_value():
+    """Where E is near zero its softplus gradient is ~0.002; the floor lets the loss reach the
+    head there again, while the map, the image and no-grad inference stay bit-identical."""
+    from gado_bids.model.networks import enhancement_from_head
+    head = torch.tensor([-0.31, 0.0, 0.5], requires_grad=True)  # E ~ 1e-4, 0.035, 0.5
+    plain = enhancement_from_head(head)
+    plain.sum().backward()
+    plain_gradient = head.grad.clone()
+    head.grad = None
+    floored = enhancement_from_head(head, 0.1)
+    floored.sum().backward()
+    assert torch.equal(floored, plain)
+    assert plain_gradient[0] < 0.005 and head.grad[0] > 0.1  # revived where E is near zero
+    assert torch.allclose(head.grad - plain_gradient, torch.full((3,), 0.1))
+    with torch.no_grad():
+        assert torch.equal(enhancement_from_head(head, 0.1), plain)
+    torch.manual_seed(0)
+    model = build_model("attention-unet", 4, "enhancement")
+    x = torch.rand(1, 1, 32, 32, 32)
+    before = model(x)
+    model.enhancement_gradient_floor = 0.1
+    assert torch.equal(model(x), before)
+
 def test_the_cropped_grid_pads_to_the_network_multiple_and_back():
     import numpy as np
     from gado_bids.preprocessing import grids
