@@ -105,6 +105,12 @@ def _loss_arguments(parser):
                             "the softplus's own dies near zero, so that a map pushed to zero "
                             "in the tissue can learn a broad low part there. Default: "
                             "%(default)s")
+    group.add_argument("--tissue_loss", dest="tissue_weight", type=float,
+                       default=DEFAULTS.tissue_weight,
+                       help="weight of the squared difference between output and target means "
+                            "inside each crop's template GM and WM cores (enhancement "
+                            "formulation): the grey/white offset, too small for the voxel "
+                            "error to teach. Default: %(default)s")
     group.add_argument("--distribution_loss", dest="distribution_weight", type=float,
                        default=DEFAULTS.distribution_weight,
                        help="weight of the intensity-histogram term of each crop (sorted "

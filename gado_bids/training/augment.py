@@ -31,9 +31,11 @@ def _uniform(generator, low, high, shape=()):
     return low + (high - low) * torch.rand(shape, generator=generator)
 
 
-def augment(ce, target, mask, generator: torch.Generator, strength: float = 1.0):
-    """ce, target, mask: (1, D, H, W) float tensors of one crop; returns augmented copies."""
-    stacked = torch.stack([ce, target, mask])  # (3, 1, D, H, W)
+def augment(ce, target, mask, generator: torch.Generator, strength: float = 1.0, *companions):
+    """ce, target, mask and any companion masks: (1, D, H, W) float tensors of one crop; returns
+    augmented copies (ce, target, mask, *companions); companions follow the geometry as the
+    mask does."""
+    stacked = torch.stack([ce, target, mask, *companions])  # (3 + K, 1, D, H, W)
     if torch.rand((), generator=generator) < 0.5:
         stacked = stacked.flip(-3)  # x is left-right in the template grid (RAS)
     if strength > 0 and torch.rand((), generator=generator) < 0.7:
@@ -42,10 +44,11 @@ def augment(ce, target, mask, generator: torch.Generator, strength: float = 1.0)
         theta = torch.zeros(1, 3, 4)
         theta[0, :, :3] = _rotation(angles.tolist()) / scale
         grid = functional.affine_grid(theta.to(ce.device), [1, 1, *ce.shape[1:]],
-                                      align_corners=False).expand(3, -1, -1, -1, -1)
+                                      align_corners=False).expand(len(stacked), -1, -1, -1, -1)
         stacked = functional.grid_sample(stacked, grid, mode="bilinear", padding_mode="zeros",
                                          align_corners=False)
-    ce, target, mask = stacked[0], stacked[1], (stacked[2] > 0.5).float()
+    ce, target = stacked[0], stacked[1]
+    mask, *companions = ((volume > 0.5).float() for volume in stacked[2:])
     if strength > 0:
         gamma = math.exp(float(_uniform(generator, -0.15, 0.15)) * strength)
         ce = ce.clamp(min=0) ** gamma * (1 + float(_uniform(generator, -0.05, 0.05)) * strength)
@@ -54,4 +57,4 @@ def augment(ce, target, mask, generator: torch.Generator, strength: float = 1.0)
                                        mode="trilinear", align_corners=True)[0]
         noise = torch.randn(ce.shape, generator=generator).to(ce.device)
         ce = ce * field + noise * float(_uniform(generator, 0, 0.02)) * strength * (ce > 0)
-    return ce.clamp(0, 1), target, mask
+    return (ce.clamp(0, 1), target, mask, *companions)

@@ -26,6 +26,7 @@ class TrainConfig:
     # added to the map's gradient where its softplus's dies (networks.enhancement_from_head)
     enhancement_gradient_floor: float = 0.0
     distribution_weight: float = 0.0  # weight of the crop's sorted-value (histogram) term
+    tissue_weight: float = 0.0  # weight of the crop's GM / WM mean-intensity term
     comparison_blur: float = 0.0  # sigma (voxels) averaging both images before the voxel error
     curve_loss: str = "quantile"  # quantile | mse: how the intensity curve learns (see below)
     curve_voxels: str = "all"  # all | unenhanced: the voxels the quantile loss matches

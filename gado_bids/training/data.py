@@ -19,6 +19,7 @@ from gado_bids.training.losses import curve_samples, whole_scan_descriptors
 
 LOG = logging.getLogger("gadosynth.train")
 GRIDS = {"enhancement": "1mm", "direct": "128"}
+TISSUE_CORE = 0.8  # template probability above which a voxel is in a tissue's core (tissue term)
 
 
 def split_subjects(subjects, n_validation, seed, fixed=None, classes=None, n_3d=0):
@@ -52,9 +53,11 @@ def _to_tensor(volume, device):
 
 
 def sample_batch(pairs, config, generator, device, enhancement_maps=None, sharp_pairs=(),
-                 descriptors=None):
+                 descriptors=None, tissue_cores=None):
     """(inputs, targets, masks, per-sample target blur, per-sample weights, intensity
-    descriptors of the whole scans the inputs were cropped from, or None). A simulated sample
+    descriptors of the whole scans the inputs were cropped from or None, the crops of
+    tissue_cores - (K, D, H, W) masks on the pairs' grid, moved with each crop - or None).
+    A simulated sample
     replaces its pair by a random sharp (3D) training pair and adds enhancement to that pair's
     target (pure removal: the target is the untouched sharp scan, blur zero) or, with
     simulated_on_ce, to its real ce scan (the target keeps its own blur). With
@@ -63,7 +66,7 @@ def sample_batch(pairs, config, generator, device, enhancement_maps=None, sharp_
     mostly just outside a skull-stripped scan's mask, so with the brain mask alone enhancement
     left inside a looser mask (a clinical skull strip, the demo's) is never taught away."""
     size = config.crop_size
-    inputs, targets, masks, sigmas, weights, described = [], [], [], [], [], []
+    inputs, targets, masks, sigmas, weights, described, cores = [], [], [], [], [], [], []
     for pair in pairs:
         simulated = config.simulated_fraction > 0 and (
             torch.rand((), generator=generator) < config.simulated_fraction)
@@ -90,10 +93,16 @@ def sample_batch(pairs, config, generator, device, enhancement_maps=None, sharp_
         mask = _to_tensor(pair.mask[box], device)
         if simulated and config.simulated_loss_mask == "brain+enhancement":
             mask = torch.maximum(mask, (added > 0).to(mask.dtype))
-        ce, target, mask = augment(ce, target, mask, generator, config.augmentation)
+        companions = [] if tissue_cores is None else [_to_tensor(core[box], device)
+                                                      for core in tissue_cores]
+        ce, target, mask, *companions = augment(ce, target, mask, generator,
+                                                config.augmentation, *companions)
         inputs.append(ce), targets.append(target), masks.append(mask)
+        if companions:
+            cores.append(torch.cat(companions))
     return (torch.stack(inputs), torch.stack(targets), torch.stack(masks), sigmas, weights,
-            torch.stack(described).to(device) if described else None)
+            torch.stack(described).to(device) if described else None,
+            torch.stack(cores) if cores else None)
 
 
 def on_network_grid(pair):
@@ -117,6 +126,7 @@ class TrainingData:
     curve_samples: dict = None  # the quantile curve loss's samples
     curve_pairs: set = None  # names of the pairs whose distribution the curve learns; None: all
     enhancement_maps: torch.Tensor = None  # simulated enhancement
+    tissue_cores: np.ndarray = None  # (GM, WM) template cores on the pairs' grid (tissue term)
 
 
 def _gadolinium_only_pairs(config, train_pairs) -> tuple:
@@ -165,6 +175,11 @@ def training_data(pairs, config, out_dir: Path) -> TrainingData:
         if config.curve_loss == "quantile" and not config.freeze_curve:
             data.curve_samples = curve_samples(train_pairs, config.seed, data.descriptors,
                                                config.curve_voxels)
+    if config.tissue_weight > 0:
+        if GRIDS[config.formulation] != "1mm" or config.formulation != "enhancement":
+            raise ValueError("the tissue term needs the enhancement formulation's 1 mm grid")
+        _, gm, wm = tissues.template_priors()
+        data.tissue_cores = np.stack([gm > TISSUE_CORE, wm > TISSUE_CORE])
     atomic.write_json(out_dir / "split.json", record)
     LOG.info("%d training / %d validation subjects; validation: %s", len(train_subjects),
              len(validation_subjects), ", ".join(validation_subjects))

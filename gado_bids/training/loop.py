@@ -83,14 +83,14 @@ def _train_epoch(state: TrainingState, data: TrainingData, device) -> float:
     sharp_names = {p.name for p in data.sharp_pairs}
     for first in range(0, len(order), config.batch_size):
         batch = [data.train_pairs[i] for i in order[first:first + config.batch_size]]
-        inputs, targets, masks, sigmas, weights, described = sample_batch(
+        inputs, targets, masks, sigmas, weights, described, cores = sample_batch(
             batch, config, state.generator, device, data.enhancement_maps, data.sharp_pairs,
-            data.descriptors)
+            data.descriptors, data.tissue_cores)
         quantile = data.curve_samples is not None
         with torch.autocast(device.type, dtype=torch.float16, enabled=state.scaler is not None):
             outputs, enhancement = _model_output(model, inputs, described, quantile)
         loss = training_loss(config, outputs.float(), targets, masks, sigmas, weights,
-                             None if enhancement is None else enhancement.float())
+                             None if enhancement is None else enhancement.float(), cores)
         if quantile:
             loss = loss + curve_loss(model, [p.name for p in batch], data.curve_samples,
                                      sharp_names, device, data.curve_pairs)

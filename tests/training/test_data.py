@@ -62,7 +62,7 @@ def test_simulated_inputs_are_built_on_the_chosen_scan(on_ce):
     maps[0, 10:14, 10:14, 10:14] = 255
     config = TrainConfig(crop_size=32, augmentation=0.0, simulated_fraction=1.0,
                          simulated_on_ce=on_ce)
-    inputs, targets, _, sigmas, _, _ = sample_batch(
+    inputs, targets, _, sigmas, _, _, _ = sample_batch(
         [pair], config, torch.Generator().manual_seed(0), torch.device("cpu"), maps)
     assert sigmas == [pair.target_blur if on_ce else (0.0, 0.0, 0.0)]  # pure removal: sharp
     flipped = not torch.allclose(targets[0, 0], torch.from_numpy(target))  # the random flip
@@ -102,3 +102,26 @@ def test_a_simulated_sample_can_be_scored_where_it_was_enhanced_outside_the_brai
         masks = sample_batch([pair], config, torch.Generator().manual_seed(0),
                              torch.device("cpu"), maps)[2]
         assert torch.equal(masks[0, 0], wanted)
+
+
+def test_tissue_cores_are_cropped_and_flipped_with_their_sample():
+    """The tissue term compares means inside the template's cores: a core crop must cover the
+    same voxels as its sample's crop, through the random left-right flip too."""
+    import numpy as np
+    from gado_bids.training.cache import TrainingPair
+    from gado_bids.training.config import TrainConfig
+    from gado_bids.training.data import sample_batch
+    rng = np.random.default_rng(0)
+    core = rng.random((40, 40, 40)) > 0.5
+    target = np.where(core, 0.5, 0.3).astype(np.float32)
+    pair = TrainingPair("x", "01", target, target, np.ones(core.shape, bool))
+    cores = np.stack([core, ~core])
+    config = TrainConfig(crop_size=32, augmentation=0.0)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(6):  # both flip outcomes among them
+        _, targets, _, _, _, _, crops = sample_batch([pair], config, generator,
+                                                     torch.device("cpu"), tissue_cores=cores)
+        assert crops.shape == (1, 2, 32, 32, 32)
+        assert torch.equal(crops[0, 0] > 0, targets[0, 0] == 0.5)
+        assert torch.equal(crops[0, 1] > 0, targets[0, 0] == 0.3)
+    assert sample_batch([pair], config, generator, torch.device("cpu"))[6] is None

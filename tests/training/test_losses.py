@@ -182,3 +182,34 @@ def test_the_sparsity_term_charges_the_map_only_above_its_free_level():
     assert loss(0.03, broad) == 0
     assert loss(0.0, broad) == pytest.approx(0.02)
     assert loss(0.03, vessel) == pytest.approx(8 * 0.47 / 512)
+
+
+def test_the_tissue_term_sees_a_grey_matter_offset_that_the_voxel_error_hides():
+    """A grey matter 0.01 too bright under noise of SD 0.05: the voxel error barely changes (the
+    offset is a twenty-fifth of the noise's variance), the tissue term is the offset squared;
+    a core with too few voxels in the brain counts nothing."""
+    from gado_bids.training.config import TrainConfig
+    from gado_bids.training.losses import tissue_error, training_loss
+    torch.manual_seed(0)
+    shape = (1, 1, 16, 16, 16)
+    grey = torch.zeros(shape, dtype=torch.bool)
+    grey[..., :8] = True
+    target = torch.where(grey, 0.40, 0.48) + 0.05 * torch.randn(shape)
+    right = torch.where(grey, 0.40, 0.48) + 0.05 * torch.randn(shape)
+    too_bright = right + 0.01 * grey
+    masks = torch.ones(shape)
+    cores = torch.cat([grey, ~grey], dim=1).float()  # (1 sample, GM and WM cores)
+    inside = masks[0] > 0
+
+    def loss(output, weight):
+        return training_loss(TrainConfig(tissue_weight=weight), output, target, masks,
+                             [(0, 0, 0)], [1.0], cores=cores).item()
+    offset_error = tissue_error(too_bright[0], target[0], inside, cores[0]) - \
+        tissue_error(right[0], target[0], inside, cores[0])
+    assert offset_error.item() == pytest.approx(0.01 ** 2, rel=0.5)
+    assert loss(too_bright, 0) - loss(right, 0) < 0.03 * loss(right, 0)
+    assert loss(too_bright, 10) - loss(too_bright, 0) == pytest.approx(
+        10 * tissue_error(too_bright[0], target[0], inside, cores[0]).item(), rel=1e-4)
+    small = torch.zeros_like(cores[0])
+    small[0, 0, 0, :10] = 1
+    assert tissue_error(too_bright[0], target[0], inside, small).item() == 0
