@@ -111,6 +111,10 @@ def _loss_arguments(parser):
                             "inside each crop's template GM and WM cores (enhancement "
                             "formulation): the grey/white offset, too small for the voxel "
                             "error to teach. Default: %(default)s")
+    group.add_argument("--tissue_loss_form", choices=["means", "contrast"],
+                       default=DEFAULTS.tissue_loss_form,
+                       help="what --tissue_loss compares: each core's mean (means, default) "
+                            "or the GM mean less the WM mean (contrast)")
     group.add_argument("--distribution_loss", dest="distribution_weight", type=float,
                        default=DEFAULTS.distribution_weight,
                        help="weight of the intensity-histogram term of each crop (sorted "

@@ -60,19 +60,28 @@ def compared_at_scale(output, target, mask, sigma_voxels):
     return masked_blur(output, mask, sigma), masked_blur(target, mask, sigma)
 
 
-def tissue_error(output, target, inside, cores, minimum_voxels: int = 200):
+def tissue_error(output, target, inside, cores, minimum_voxels: int = 200,
+                 form: str = "means"):
     """Sum over the cores (the template's GM and WM) of the squared difference between the
     output's and the target's means inside each core's brain part (cores with at least
     minimum_voxels there). Why: relative to white matter the ce scan's grey matter is ~0.01 of
     the scale brighter than the target's; voxel by voxel that gain is far below the target's
     noise and the map never learnt it (model card, stages 11-13), while a mean over thousands
     of voxels leaves no noise to hide it. Measured (stage 14, GM and WM at weight 10): the map
-    shrank instead of learning a broad GM part."""
-    terms = []
+    shrank instead of learning a broad GM part. One reading: the WM core's output is already
+    below its target and E >= 0 can only lower it further, so that half of the term lowers E.
+    form "contrast" compares the first core's mean less the second's (GM - WM) instead: a
+    global offset, which the curve owns, costs nothing, and a WM deficit pulls E up in GM."""
+    means = []
     for core in cores:
         region = inside & (core > 0)
-        if region.sum() >= minimum_voxels:
-            terms.append((output[region].mean() - target[region].mean()) ** 2)
+        means.append((output[region].mean(), target[region].mean())
+                     if region.sum() >= minimum_voxels else None)
+    if form == "contrast":
+        if len(means) < 2 or means[0] is None or means[1] is None:
+            return output.sum() * 0
+        return ((means[0][0] - means[1][0]) - (means[0][1] - means[1][1])) ** 2
+    terms = [(out - tgt) ** 2 for out, tgt in (m for m in means if m is not None)]
     return torch.stack(terms).sum() if terms else output.sum() * 0
 
 
@@ -101,8 +110,8 @@ def training_loss(config, outputs, targets, masks, sigmas, weights, enhancement=
             term = term + config.distribution_weight * distribution_error(output[inside],
                                                                           target[inside])
         if config.tissue_weight > 0 and cores is not None:
-            term = term + config.tissue_weight * tissue_error(output, target, inside,
-                                                              cores[index])
+            term = term + config.tissue_weight * tissue_error(
+                output, target, inside, cores[index], form=config.tissue_loss_form)
         per_sample.append(term)
     weights = torch.as_tensor(weights, dtype=outputs.dtype, device=outputs.device)
     loss = (torch.stack(per_sample) * weights).sum() / weights.sum()

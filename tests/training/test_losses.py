@@ -213,3 +213,24 @@ def test_the_tissue_term_sees_a_grey_matter_offset_that_the_voxel_error_hides():
     small = torch.zeros_like(cores[0])
     small[0, 0, 0, :10] = 1
     assert tissue_error(too_bright[0], target[0], inside, small).item() == 0
+
+
+
+def test_the_contrast_form_ignores_a_global_offset_and_sees_a_grey_white_one():
+    """form "contrast": a whole crop 0.02 too dark costs nothing (the curve's job), a grey matter
+    0.01 too bright over a white matter 0.005 too dark costs the 0.015 gap squared."""
+    from gado_bids.training.losses import tissue_error
+    shape = (1, 16, 16, 16)
+    grey = torch.zeros(shape, dtype=torch.bool)
+    grey[..., :8] = True
+    target = torch.where(grey, 0.40, 0.48)
+    cores = torch.cat([grey, ~grey]).float()
+    inside = torch.ones(shape, dtype=torch.bool)
+    darker = target - 0.02
+    contrast = target + torch.where(grey, 0.01, -0.005)
+    assert tissue_error(darker, target, inside, cores, form="contrast").item() == \
+        pytest.approx(0, abs=1e-10)
+    assert tissue_error(darker, target, inside, cores).item() == pytest.approx(2 * 0.02 ** 2,
+                                                                             rel=1e-4)
+    assert tissue_error(contrast, target, inside, cores, form="contrast").item() == \
+        pytest.approx(0.015 ** 2, rel=1e-3)
