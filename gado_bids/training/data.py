@@ -14,12 +14,11 @@ from gado_bids.preprocessing import grids
 from gado_bids.metrics import tissues
 from gado_bids.training import simulated_enhancement
 from gado_bids.training.augment import augment, random_crop_origin
-from gado_bids.training.contrast import pair_contrast
+from gado_bids.training.contrast import CORE, pair_contrast
 from gado_bids.training.losses import curve_samples, whole_scan_descriptors
 
 LOG = logging.getLogger("gadosynth.train")
 GRIDS = {"enhancement": "1mm", "direct": "128"}
-TISSUE_CORE = 0.8  # template probability above which a voxel is in a tissue's core (tissue term)
 
 
 def split_subjects(subjects, n_validation, seed, fixed=None, classes=None, n_3d=0):
@@ -179,7 +178,7 @@ def training_data(pairs, config, out_dir: Path) -> TrainingData:
         if GRIDS[config.formulation] != "1mm" or config.formulation != "enhancement":
             raise ValueError("the tissue term needs the enhancement formulation's 1 mm grid")
         _, gm, wm = tissues.template_priors()
-        data.tissue_cores = np.stack([gm > TISSUE_CORE, wm > TISSUE_CORE])
+        data.tissue_cores = np.stack([gm > CORE, wm > CORE])  # as contrast.tissue_cores
     atomic.write_json(out_dir / "split.json", record)
     LOG.info("%d training / %d validation subjects; validation: %s", len(train_subjects),
              len(validation_subjects), ", ".join(validation_subjects))
