@@ -114,7 +114,11 @@ def _loss_arguments(parser):
     group.add_argument("--tissue_loss_form", choices=["means", "contrast"],
                        default=DEFAULTS.tissue_loss_form,
                        help="what --tissue_loss compares: each core's mean (means, default) "
-                            "or the GM mean less the WM mean (contrast)")
+                            "or each core's mean less the last core's (contrast)")
+    group.add_argument("--tissue_cores", choices=["GM,WM", "CSF,GM,WM"],
+                       default=DEFAULTS.tissue_cores,
+                       help="the template cores --tissue_loss reads; with CSF,GM,WM the "
+                            "contrast form also compares CSF - WM. Default: %(default)s")
     group.add_argument("--distribution_loss", dest="distribution_weight", type=float,
                        default=DEFAULTS.distribution_weight,
                        help="weight of the intensity-histogram term of each crop (sorted "

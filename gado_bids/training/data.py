@@ -125,7 +125,7 @@ class TrainingData:
     curve_samples: dict = None  # the quantile curve loss's samples
     curve_pairs: set = None  # names of the pairs whose distribution the curve learns; None: all
     enhancement_maps: torch.Tensor = None  # simulated enhancement
-    tissue_cores: np.ndarray = None  # (GM, WM) template cores on the pairs' grid (tissue term)
+    tissue_cores: np.ndarray = None  # config.tissue_cores on the pairs' grid (tissue term)
 
 
 def _gadolinium_only_pairs(config, train_pairs) -> tuple:
@@ -177,8 +177,9 @@ def training_data(pairs, config, out_dir: Path) -> TrainingData:
     if config.tissue_weight > 0:
         if GRIDS[config.formulation] != "1mm" or config.formulation != "enhancement":
             raise ValueError("the tissue term needs the enhancement formulation's 1 mm grid")
-        _, gm, wm = tissues.template_priors()
-        data.tissue_cores = np.stack([gm > CORE, wm > CORE])  # as contrast.tissue_cores
+        priors = dict(zip(tissues.TISSUES, tissues.template_priors()))
+        data.tissue_cores = np.stack([priors[name] > CORE  # as contrast.tissue_cores
+                                      for name in config.tissue_cores.split(",")])
     atomic.write_json(out_dir / "split.json", record)
     LOG.info("%d training / %d validation subjects; validation: %s", len(train_subjects),
              len(validation_subjects), ", ".join(validation_subjects))

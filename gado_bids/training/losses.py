@@ -70,19 +70,20 @@ def tissue_error(output, target, inside, cores, minimum_voxels: int = 200,
     of voxels leaves no noise to hide it. Measured (stage 14, GM and WM at weight 10): the map
     shrank instead of learning a broad GM part. One reading: the WM core's output is already
     below its target and E >= 0 can only lower it further, so that half of the term lowers E.
-    form "contrast" compares the first core's mean less the second's (GM - WM) instead: a
-    global offset, which the curve owns, costs nothing, and a WM deficit pulls E up in GM.
-    Measured (stages 15 and 16): it moves the GM/WM boundary toward the real scan's, past it
-    at weight 10."""
+    form "contrast" compares each core's mean less the last core's (GM - WM; with a CSF core
+    first, CSF - WM as well) instead: a global offset, which the curve owns, costs nothing, and
+    a WM deficit pulls E up in GM. Measured (stages 15 and 16): it moves the GM/WM boundary
+    toward the real scan's, past it at weight 10."""
     means = []
     for core in cores:
         region = inside & (core > 0)
         means.append((output[region].mean(), target[region].mean())
                      if region.sum() >= minimum_voxels else None)
     if form == "contrast":
-        if len(means) < 2 or means[0] is None or means[1] is None:
-            return output.sum() * 0
-        return ((means[0][0] - means[1][0]) - (means[0][1] - means[1][1])) ** 2
+        reference = means[-1]
+        terms = [((out - reference[0]) - (tgt - reference[1])) ** 2
+                 for out, tgt in (m for m in means[:-1] if m is not None)]
+        return torch.stack(terms).sum() if terms and reference is not None else output.sum() * 0
     terms = [(out - tgt) ** 2 for out, tgt in (m for m in means if m is not None)]
     return torch.stack(terms).sum() if terms else output.sum() * 0
 

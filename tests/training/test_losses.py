@@ -234,3 +234,22 @@ def test_the_contrast_form_ignores_a_global_offset_and_sees_a_grey_white_one():
                                                                              rel=1e-4)
     assert tissue_error(contrast, target, inside, cores, form="contrast").item() == \
         pytest.approx(0.015 ** 2, rel=1e-3)
+
+
+def test_the_contrast_form_with_a_csf_core_also_sees_the_csf_white_gap():
+    """cores (CSF, GM, WM): CSF 0.02 too bright against white matter adds 0.02 squared to the
+    grey/white term; a global offset still costs nothing."""
+    from gado_bids.training.losses import tissue_error
+    shape = (1, 18, 16, 16)
+    csf, grey, white = (torch.zeros(shape, dtype=torch.bool) for _ in range(3))
+    csf[:, :6], grey[:, 6:12], white[:, 12:] = True, True, True
+    target = torch.where(csf, 0.25, torch.where(grey, 0.40, 0.48))
+    cores = torch.cat([csf, grey, white]).float()
+    inside = torch.ones(shape, dtype=torch.bool)
+    bright_csf = target + 0.02 * csf + 0.01 * grey
+    assert tissue_error(target - 0.03, target, inside, cores, form="contrast").item() == \
+        pytest.approx(0, abs=1e-10)
+    assert tissue_error(bright_csf, target, inside, cores, form="contrast").item() == \
+        pytest.approx(0.02 ** 2 + 0.01 ** 2, rel=1e-3)
+    assert tissue_error(bright_csf, target, inside, cores[1:], form="contrast").item() == \
+        pytest.approx(0.01 ** 2, rel=1e-3)
