@@ -119,6 +119,10 @@ def _loss_arguments(parser):
                        default=DEFAULTS.tissue_cores,
                        help="the template cores --tissue_loss reads; with CSF,GM,WM the "
                             "contrast form also compares CSF - WM. Default: %(default)s")
+    group.add_argument("--tissue_trains_curve", action="store_true",
+                       help="let the tissue term train the intensity curve too (the quantile "
+                            "loss otherwise owns it): a tissue-wide contrast is a whole-scan "
+                            "change, which the sparse map does not make")
     group.add_argument("--distribution_loss", dest="distribution_weight", type=float,
                        default=DEFAULTS.distribution_weight,
                        help="weight of the intensity-histogram term of each crop (sorted "

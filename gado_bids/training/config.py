@@ -29,6 +29,7 @@ class TrainConfig:
     tissue_weight: float = 0.0  # weight of the crop's GM / WM mean-intensity term
     tissue_loss_form: str = "means"  # means | contrast (GM - WM): losses.tissue_error
     tissue_cores: str = "GM,WM"  # the template cores the tissue term reads, WM last
+    tissue_trains_curve: bool = False  # the tissue term's gradient also reaches the curve
     comparison_blur: float = 0.0  # sigma (voxels) averaging both images before the voxel error
     curve_loss: str = "quantile"  # quantile | mse: how the intensity curve learns (see below)
     curve_voxels: str = "all"  # all | unenhanced: the voxels the quantile loss matches

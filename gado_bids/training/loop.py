@@ -53,11 +53,13 @@ LOG_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "val_mae", "val_psnr",
 
 
 def _model_output(model, inputs, descriptors=None, detach_curve=False):
-    """(image, enhancement map or None) of a batch."""
+    """(image, enhancement map or None, the image with the curve attached) of a batch."""
     if getattr(model, "formulation", "direct") == "enhancement":
         mapped, enhancement = model.decompose(inputs, descriptors)
-        return (mapped.detach() if detach_curve else mapped) - enhancement, enhancement
-    return model(inputs), None
+        image = mapped - enhancement
+        return (mapped.detach() - enhancement if detach_curve else image), enhancement, image
+    image = model(inputs)
+    return image, None, image
 
 
 def _initial_model(config, device) -> tuple:
@@ -88,9 +90,10 @@ def _train_epoch(state: TrainingState, data: TrainingData, device) -> float:
             data.descriptors, data.tissue_cores)
         quantile = data.curve_samples is not None
         with torch.autocast(device.type, dtype=torch.float16, enabled=state.scaler is not None):
-            outputs, enhancement = _model_output(model, inputs, described, quantile)
+            outputs, enhancement, attached = _model_output(model, inputs, described, quantile)
         loss = training_loss(config, outputs.float(), targets, masks, sigmas, weights,
-                             None if enhancement is None else enhancement.float(), cores)
+                             None if enhancement is None else enhancement.float(), cores,
+                             attached.float() if config.tissue_trains_curve else None)
         if quantile:
             loss = loss + curve_loss(model, [p.name for p in batch], data.curve_samples,
                                      sharp_names, device, data.curve_pairs)
@@ -161,6 +164,8 @@ def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") 
     (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     model, config = _initial_model(config, device)
+    if config.tissue_trains_curve and (config.freeze_curve or config.tissue_weight <= 0):
+        raise ValueError("tissue_trains_curve needs the tissue term and a curve that learns")
     if config.freeze_curve:
         if config.formulation != "enhancement" or config.init == "scratch":
             raise ValueError("freeze_curve keeps a trained enhancement network's curve: it "

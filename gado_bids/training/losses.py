@@ -89,7 +89,7 @@ def tissue_error(output, target, inside, cores, minimum_voxels: int = 200,
 
 
 def training_loss(config, outputs, targets, masks, sigmas, weights, enhancement=None,
-                  cores=None):
+                  cores=None, tissue_outputs=None):
     """Weighted mean over samples of the masked error of each (blur-matched) output, plus
     distribution_weight times the error of its intensity histogram, plus the enhancement map's
     mean inside the brain (of its part above enhancement_free_level) times enhancement_l1.
@@ -97,11 +97,18 @@ def training_loss(config, outputs, targets, masks, sigmas, weights, enhancement=
     by about 0.01-0.03 of the scale (benchmarks/pair_contrast.py); a map charged for every bit
     of its mean leaves that tissue-wide part in (model card, "where the remaining volume error
     sits"), while above the level vessels and rims stay sparse. cores: per sample the tissue
-    cores of its crop, for tissue_weight times tissue_error."""
+    cores of its crop, for tissue_weight times tissue_error. tissue_outputs: the same images
+    with the intensity curve's gradient kept (tissue_trains_curve), for the tissue term alone:
+    a tissue-wide contrast is what a whole-scan curve can change and a sparse map cannot."""
     per_sample = []
     for index, (output, target, mask, sigma) in enumerate(zip(outputs, targets, masks, sigmas)):
+        tissue_output = None if tissue_outputs is None else tissue_outputs[index]
         if config.blur_matched:
             output = gaussian_blur(output, sigma)
+            if tissue_output is not None:
+                tissue_output = gaussian_blur(tissue_output, sigma)
+        if tissue_output is None:
+            tissue_output = output
         inside = mask > 0
         if not inside.any():
             inside = torch.ones_like(mask, dtype=torch.bool)
@@ -114,7 +121,7 @@ def training_loss(config, outputs, targets, masks, sigmas, weights, enhancement=
                                                                           target[inside])
         if config.tissue_weight > 0 and cores is not None:
             term = term + config.tissue_weight * tissue_error(
-                output, target, inside, cores[index], form=config.tissue_loss_form)
+                tissue_output, target, inside, cores[index], form=config.tissue_loss_form)
         per_sample.append(term)
     weights = torch.as_tensor(weights, dtype=outputs.dtype, device=outputs.device)
     loss = (torch.stack(per_sample) * weights).sum() / weights.sum()

@@ -253,3 +253,27 @@ def test_the_contrast_form_with_a_csf_core_also_sees_the_csf_white_gap():
         pytest.approx(0.02 ** 2 + 0.01 ** 2, rel=1e-3)
     assert tissue_error(bright_csf, target, inside, cores[1:], form="contrast").item() == \
         pytest.approx(0.01 ** 2, rel=1e-3)
+
+
+def test_tissue_outputs_carry_the_tissue_term_to_the_curve_alone():
+    """tissue_trains_curve: the voxel error sees the curve detached, the tissue term the
+    attached image, so only the tissue term's gradient reaches the curve."""
+    from gado_bids.training.config import TrainConfig
+    from gado_bids.training.losses import training_loss
+    shape = (1, 1, 16, 16, 16)
+    grey = torch.zeros(shape, dtype=torch.bool)
+    grey[..., :8] = True
+    target = torch.where(grey, 0.40, 0.48)
+    ce = torch.where(grey, 0.43, 0.47)
+    cores = torch.cat([grey, ~grey], dim=1).float()
+    config = TrainConfig(tissue_weight=3, tissue_loss_form="contrast", blur_matched=False)
+    contrast = torch.ones((), requires_grad=True)  # a one-parameter "curve"
+    mapped = 0.45 + contrast * (ce - 0.45)
+
+    def loss(tissue_outputs):
+        return training_loss(config, mapped.detach(), target, torch.ones(shape), [(0, 0, 0)],
+                             [1.0], cores=cores, tissue_outputs=tissue_outputs)
+    assert not loss(None).requires_grad
+    loss(mapped).backward()
+    # the ce gap (0.04) is below the target's (0.08): the term asks the curve for more contrast
+    assert contrast.grad.item() < 0
