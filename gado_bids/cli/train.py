@@ -69,13 +69,15 @@ def _loss_arguments(parser):
                             "quantile (default) gives each scan its target's intensity "
                             "distribution; mse regresses it voxel by voxel, which flattens "
                             "grey/white contrast")
-    group.add_argument("--curve_voxels", choices=["all", "unenhanced"],
+    group.add_argument("--curve_voxels", choices=["all", "unenhanced", "after_map"],
                        default=DEFAULTS.curve_voxels,
                        help="voxels whose intensity distributions the quantile curve loss "
                             "matches: all (default, the bundled weights' recipe) or "
                             "unenhanced (the same voxels of both scans, without those much "
                             "brighter after contrast: keeps the white-matter top, but the "
-                            "one-sided cut biases the curve bright; see the model card)")
+                            "one-sided cut biases the curve bright; see the model card) or "
+                            "after_map (each scan's own voxels, the ce scan's less the map of "
+                            "the --init weights)")
     group.add_argument("--curve_pairs", choices=["all", "gadolinium-only"],
                        default=DEFAULTS.curve_pairs,
                        help="training pairs whose contrast the quantile curve learns: all "

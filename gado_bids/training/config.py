@@ -32,7 +32,7 @@ class TrainConfig:
     tissue_trains_curve: bool = False  # the tissue term's gradient also reaches the curve
     comparison_blur: float = 0.0  # sigma (voxels) averaging both images before the voxel error
     curve_loss: str = "quantile"  # quantile | mse: how the intensity curve learns (see below)
-    curve_voxels: str = "all"  # all | unenhanced: the voxels the quantile loss matches
+    curve_voxels: str = "all"  # all | unenhanced | after_map: what the quantile loss matches
     # all | gadolinium-only: the pairs whose ce -> reference distribution the curve learns
     # (training/contrast.py); sharp targets keep their identity term either way
     curve_pairs: str = "all"

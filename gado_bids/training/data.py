@@ -147,7 +147,28 @@ def _gadolinium_only_pairs(config, train_pairs) -> tuple:
     return chosen, gaps
 
 
-def training_data(pairs, config, out_dir: Path) -> TrainingData:
+def removed_enhancement(model, pairs, device, path: Path) -> dict:
+    """name -> the map E that model makes of each pair's ce scan (1 mm grid), saved at path and
+    read back from it on a resumed run (the curve_voxels "after_map" samples)."""
+    from gado_bids.model.synthesis import run_network
+    path = Path(path)
+    if path.exists():
+        with np.load(path) as saved:
+            if all(p.name in saved for p in pairs):
+                return {p.name: saved[p.name].astype(np.float32) for p in pairs}
+    maps = {}
+    for pair in pairs:
+        _, enhancement = run_network(model, grids.pad_crop(pair.ce), device)
+        maps[pair.name] = np.where(pair.mask, grids.unpad_crop(enhancement), 0).astype(np.float32)
+        LOG.info("removed enhancement of %s under the initial weights: mean %.4f", pair.name,
+                 float(maps[pair.name][pair.mask].mean()))
+    with atomic.atomic_path(path) as temporary:
+        with open(temporary, "wb") as stream:
+            np.savez_compressed(stream, **{n: m.astype(np.float16) for n, m in maps.items()})
+    return maps
+
+
+def training_data(pairs, config, out_dir: Path, initial_model=None, device="cpu") -> TrainingData:
     if GRIDS[config.formulation] == "128":
         pairs = [on_network_grid(p) for p in pairs]
     classes = {p.subject: p.reference_class for p in pairs}
@@ -172,8 +193,15 @@ def training_data(pairs, config, out_dir: Path) -> TrainingData:
     if config.formulation == "enhancement":
         data.descriptors = whole_scan_descriptors(train_pairs)
         if config.curve_loss == "quantile" and not config.freeze_curve:
+            removed = None
+            if config.curve_voxels == "after_map":
+                if initial_model is None or config.init == "scratch":
+                    raise ValueError('curve_voxels "after_map" needs --init weights whose map '
+                                     "it removes")
+                removed = removed_enhancement(initial_model, train_pairs, device,
+                                              out_dir / "removed_enhancement.npz")
             data.curve_samples = curve_samples(train_pairs, config.seed, data.descriptors,
-                                               config.curve_voxels)
+                                               config.curve_voxels, removed)
     if config.tissue_weight > 0:
         if GRIDS[config.formulation] != "1mm" or config.formulation != "enhancement":
             raise ValueError("the tissue term needs the enhancement formulation's 1 mm grid")

@@ -175,7 +175,7 @@ def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") 
         if config.formulation != "enhancement":
             raise ValueError("enhancement_gradient_floor needs the enhancement formulation")
         model.enhancement_gradient_floor = config.enhancement_gradient_floor
-    data = training_data(pairs, config, out_dir)
+    data = training_data(pairs, config, out_dir, model, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed 128^3 shapes: pick the fastest kernels
     state = TrainingState(model, config, device, len(data.train_pairs))

@@ -152,10 +152,12 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def curve_samples(pairs, seed: int, descriptors: dict, voxels: str = "all") -> dict:
+def curve_samples(pairs, seed: int, descriptors: dict, voxels: str = "all",
+                  removed_maps: dict = None) -> dict:
     """name -> (ce voxels blurred like the target, target voxels, descriptor of the ce scan,
-    descriptor of the target): fixed random brain samples for the quantile loss of the
-    intensity curve. descriptors: the pairs' whole_scan_descriptors, computed once for both uses.
+    descriptor of the target[, with "after_map" the removed enhancement at the ce voxels]):
+    fixed random brain samples for the quantile loss of the intensity curve. descriptors: the
+    pairs' whole_scan_descriptors, computed once for both uses.
 
     voxels "all" (the bundled weights' recipe): each image's own brain voxels, so the ce scan's
     brightest few percent - enhancement, which the map E removes anyway - are paired with the
@@ -164,12 +166,24 @@ def curve_samples(pairs, seed: int, descriptors: dict, voxels: str = "all") -> d
     card, "Experiments"): the bundled weights' saturated top end comes from E, not from this
     pairing; "unenhanced" kept the top end, but the one-sided cut leaves voxels that are
     relatively darker in the ce scan, so the curve learnt to brighten and E turned into a broad
-    correction; tissue volumes got worse."""
+    correction; tissue volumes got worse. "after_map": each image's own brain voxels, the ce
+    scan's less removed_maps (name -> the map E of the weights training starts from), so the
+    curve learns the distribution of f(ce) - E rather than of f(ce): enhancement no longer
+    takes the target's top ranks and pushes the tissues' ranks down (with "all", the curve
+    learnt from the gadolinium-only pairs darkened white matter as much as grey matter: stages
+    10 and 18)."""
     rng = np.random.default_rng(seed)
     samples = {}
     for pair in pairs:
         blurred = resolution.blur(pair.ce, pair.target_blur)
-        if voxels == "unenhanced":
+        removed = None
+        if voxels == "after_map":
+            inside = pair.mask & (blurred > 0)
+            index = rng.choice(int(inside.sum()), CURVE_SAMPLES)
+            removed = resolution.blur(removed_maps[pair.name], pair.target_blur)[inside][index]
+            chosen = [blurred[inside][index],
+                      rng.choice(pair.target[pair.mask & (pair.target > 0)], CURVE_SAMPLES)]
+        elif voxels == "unenhanced":
             inside = pair.mask & (blurred > 0) & (pair.target > 0)
             ce_values, target_values = blurred[inside], pair.target[inside]
             kept = np.arange(ce_values.size)
@@ -181,22 +195,25 @@ def curve_samples(pairs, seed: int, descriptors: dict, voxels: str = "all") -> d
         else:
             chosen = [rng.choice(volume[pair.mask & (volume > 0)], CURVE_SAMPLES)
                       for volume in (blurred, pair.target)]
+        extra = () if removed is None else (torch.from_numpy(removed.astype(np.float32)),)
         samples[pair.name] = (*(torch.from_numpy(c.astype(np.float32)) for c in chosen),
-                              *descriptors[pair.name])
+                              *descriptors[pair.name], *extra)
     return samples
 
 
 def curve_loss(model, names, samples, sharp_names, device, matched_names=None) -> torch.Tensor:
-    """The distribution error of f(ce) against the target per scan (of matched_names only, when
+    """The distribution error of f(ce) less the removed enhancement sampled with it (zero
+    unless curve_voxels "after_map") against the target per scan (of matched_names only, when
     given), and the squared error of f(target) against itself for sharp targets (a scan that
     already looks pre-contrast keeps its curve); zero when the batch holds neither."""
     terms = []
     curve = model.intensity_curve
     for name in names:
-        ce, target, ce_descriptor, target_descriptor = (v.to(device) for v in samples[name])
+        ce, target, ce_descriptor, target_descriptor, *removed = (v.to(device)
+                                                                  for v in samples[name])
         if matched_names is None or name in matched_names:
-            terms.append(distribution_error(curve(ce[None, None], ce_descriptor[None])[0, 0],
-                                            target))
+            mapped = curve(ce[None, None], ce_descriptor[None])[0, 0]
+            terms.append(distribution_error(mapped - sum(removed), target))
         if name in sharp_names:
             kept = curve(target[None, None], target_descriptor[None])[0, 0]
             terms.append(((kept - target) ** 2).mean())

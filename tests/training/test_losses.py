@@ -164,6 +164,33 @@ def test_curve_samples_leave_out_enhanced_voxels_and_keep_the_white_matter_top()
     assert gaps["unenhanced"] < 0.02 and gaps["all"] > 0.3, gaps
 
 
+def test_after_map_samples_remove_the_map_so_the_identity_curve_is_right():
+    """The same pair: with the map E that removes its enhancement, "after_map" samples of the ce
+    scan less E match the target's distribution with the identity curve, and curve_loss sees
+    that (its error far below "all"'s)."""
+    import numpy as np
+    from gado_bids.training.cache import TrainingPair
+    from gado_bids.training.losses import curve_loss, curve_samples, whole_scan_descriptors
+    from gado_bids.model.networks import build_model
+    rng = np.random.default_rng(0)
+    shape = (24, 24, 24)
+    target = np.where(rng.random(shape) < 0.5, 0.35, 0.5) + rng.normal(0, 0.03, shape)
+    target = np.clip(target, 0.05, 1).astype(np.float32)
+    enhanced = rng.random(shape) < 0.05
+    ce = np.where(enhanced, 0.9, target).astype(np.float32)
+    pair = TrainingPair("p", "001", ce, target, np.ones(shape, bool))
+    descriptors = whole_scan_descriptors([pair])
+    removed = {"p": (ce - target).astype(np.float32)}
+    model = build_model("attention-unet", 4, "enhancement")  # its curve starts as the identity
+    errors = {}
+    for voxels in ("all", "after_map"):
+        samples = curve_samples([pair], 0, descriptors, voxels, removed)
+        errors[voxels] = curve_loss(model, ["p"], samples, set(), "cpu").item()
+    ce_samples, _, _, _, removed_samples = samples["p"]
+    assert (ce_samples > 0.8).float().mean().item() > 0.03  # the ce's enhancement is sampled
+    assert errors["after_map"] < 0.01 * errors["all"], errors
+
+
 def test_the_sparsity_term_charges_the_map_only_above_its_free_level():
     """A broad map below enhancement_free_level (gadolinium's tissue-wide part) costs nothing; a
     vessel above it costs what it exceeds the level by, and without a level every bit costs."""
