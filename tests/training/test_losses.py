@@ -136,6 +136,18 @@ def test_the_quantile_curve_loss_keeps_contrast_that_regression_flattens():
     assert abs(spread(fitted("quantile")) - spread(target)) < 0.05 * spread(target)
 
 
+def _pair_with_bright_enhancement():
+    """A pair whose ce scan is its target plus enhancement at 0.9 in 5% of the brain."""
+    import numpy as np
+    from gado_bids.training.cache import TrainingPair
+    rng = np.random.default_rng(0)
+    shape = (24, 24, 24)
+    target = np.where(rng.random(shape) < 0.5, 0.35, 0.5) + rng.normal(0, 0.03, shape)
+    target = np.clip(target, 0.05, 1).astype(np.float32)
+    ce = np.where(rng.random(shape) < 0.05, 0.9, target).astype(np.float32)
+    return TrainingPair("p", "001", ce, target, np.ones(shape, bool))
+
+
 def test_curve_samples_leave_out_enhanced_voxels_and_keep_the_white_matter_top():
     """A pair whose ce scan is its target plus bright enhancement in 5% of the brain: matched
     over all voxels, the ce's top (the enhancement) is paired with the target's top white
@@ -143,16 +155,8 @@ def test_curve_samples_leave_out_enhanced_voxels_and_keep_the_white_matter_top()
     voxels, sampled at the same places in both scans, the identity is right (within 0.02) up
     to the 99th (what is left is enhancement on the target's brightest voxels, under 1% of the
     samples)."""
-    import numpy as np
-    from gado_bids.training.cache import TrainingPair
     from gado_bids.training.losses import curve_samples, whole_scan_descriptors
-    rng = np.random.default_rng(0)
-    shape = (24, 24, 24)
-    target = np.where(rng.random(shape) < 0.5, 0.35, 0.5) + rng.normal(0, 0.03, shape)
-    target = np.clip(target, 0.05, 1).astype(np.float32)
-    enhanced = rng.random(shape) < 0.05
-    ce = np.where(enhanced, 0.9, target).astype(np.float32)
-    pair = TrainingPair("p", "001", ce, target, np.ones(shape, bool))
+    pair = _pair_with_bright_enhancement()
     descriptors = whole_scan_descriptors([pair])
     gaps = {}
     for voxels in ("all", "unenhanced"):
@@ -169,16 +173,10 @@ def test_after_map_samples_remove_the_map_so_the_identity_curve_is_right():
     scan less E match the target's distribution with the identity curve, and curve_loss sees
     that (its error far below "all"'s)."""
     import numpy as np
-    from gado_bids.training.cache import TrainingPair
     from gado_bids.training.losses import curve_loss, curve_samples, whole_scan_descriptors
     from gado_bids.model.networks import build_model
-    rng = np.random.default_rng(0)
-    shape = (24, 24, 24)
-    target = np.where(rng.random(shape) < 0.5, 0.35, 0.5) + rng.normal(0, 0.03, shape)
-    target = np.clip(target, 0.05, 1).astype(np.float32)
-    enhanced = rng.random(shape) < 0.05
-    ce = np.where(enhanced, 0.9, target).astype(np.float32)
-    pair = TrainingPair("p", "001", ce, target, np.ones(shape, bool))
+    pair = _pair_with_bright_enhancement()
+    ce, target = pair.ce, pair.target
     descriptors = whole_scan_descriptors([pair])
     removed = {"p": (ce - target).astype(np.float32)}
     model = build_model("attention-unet", 4, "enhancement")  # its curve starts as the identity
