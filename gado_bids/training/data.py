@@ -10,6 +10,8 @@ import numpy as np
 import torch
 
 from gado_bids import atomic
+from gado_bids.hashing import sha256_of
+from gado_bids.model.weights import bundled_weights_path
 from gado_bids.preprocessing import grids
 from gado_bids.metrics import tissues
 from gado_bids.training import simulated_enhancement
@@ -147,14 +149,16 @@ def _gadolinium_only_pairs(config, train_pairs) -> tuple:
     return chosen, gaps
 
 
-def removed_enhancement(model, pairs, device, path: Path) -> dict:
-    """name -> the map E that model makes of each pair's ce scan (1 mm grid), saved at path and
-    read back from it on a resumed run (the curve_voxels "after_map" samples)."""
+def removed_enhancement(model, pairs, device, path: Path, weights_sha256: str) -> dict:
+    """name -> the map E that model (the weights file with weights_sha256) makes of each pair's
+    ce scan (1 mm grid), saved at path and read back on a resumed run when made by the same
+    weights (the curve_voxels "after_map" samples)."""
     from gado_bids.model.synthesis import run_network
     path = Path(path)
     if path.exists():
         with np.load(path) as saved:
-            if all(p.name in saved for p in pairs):
+            if str(saved.get("weights_sha256", "")) == weights_sha256 and all(
+                    p.name in saved for p in pairs):
                 return {p.name: saved[p.name].astype(np.float32) for p in pairs}
     maps = {}
     for pair in pairs:
@@ -164,7 +168,8 @@ def removed_enhancement(model, pairs, device, path: Path) -> dict:
                  float(maps[pair.name][pair.mask].mean()))
     with atomic.atomic_path(path) as temporary:
         with open(temporary, "wb") as stream:
-            np.savez_compressed(stream, **{n: m.astype(np.float16) for n, m in maps.items()})
+            np.savez_compressed(stream, weights_sha256=np.array(weights_sha256),
+                                **{n: m.astype(np.float16) for n, m in maps.items()})
     return maps
 
 
@@ -198,8 +203,11 @@ def training_data(pairs, config, out_dir: Path, initial_model=None, device="cpu"
                 if initial_model is None or config.init == "scratch":
                     raise ValueError('curve_voxels "after_map" needs --init weights whose map '
                                      "it removes")
+                init = (bundled_weights_path(config.model) if config.init == "bundled"
+                        else Path(config.init))
                 removed = removed_enhancement(initial_model, train_pairs, device,
-                                              out_dir / "removed_enhancement.npz")
+                                              out_dir / "removed_enhancement.npz",
+                                              sha256_of(init))
             data.curve_samples = curve_samples(train_pairs, config.seed, data.descriptors,
                                                config.curve_voxels, removed)
     if config.tissue_weight > 0:

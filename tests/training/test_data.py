@@ -125,3 +125,17 @@ def test_tissue_cores_are_cropped_and_flipped_with_their_sample():
         assert torch.equal(crops[0, 0] > 0, targets[0, 0] == 0.5)
         assert torch.equal(crops[0, 1] > 0, targets[0, 0] == 0.3)
     assert sample_batch([pair], config, generator, torch.device("cpu"))[6] is None
+
+
+def test_removed_enhancement_is_reused_only_from_the_same_weights(tmp_path):
+    """A resumed run reads the saved maps back; maps made by other --init weights are not
+    reused (here the model is absent, so remaking them fails loudly)."""
+    from types import SimpleNamespace
+    import numpy as np
+    from gado_bids.training.data import removed_enhancement
+    path = tmp_path / "removed_enhancement.npz"
+    np.savez_compressed(path, weights_sha256=np.array("abc"), a=np.ones(3, np.float16))
+    pairs = [SimpleNamespace(name="a")]
+    assert removed_enhancement(None, pairs, "cpu", path, "abc")["a"].tolist() == [1, 1, 1]
+    with pytest.raises(AttributeError):
+        removed_enhancement(None, pairs, "cpu", path, "other weights")
