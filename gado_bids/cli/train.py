@@ -63,6 +63,22 @@ def _loss_arguments(parser):
     group.add_argument("--weight_3d", type=float, default=DEFAULTS.weight_3d,
                        help="loss weight of pairs whose target is a sharp 3D scan "
                             "(default: %(default)s)")
+    group.add_argument("--distribution_loss", dest="distribution_weight", type=float,
+                       default=DEFAULTS.distribution_weight,
+                       help="weight of the intensity-histogram term of each crop (sorted "
+                            "values of the blur-matched output against the target's): a "
+                            "shaved white-matter top costs here. Default: %(default)s")
+    group.add_argument("--comparison_blur", type=float, default=DEFAULTS.comparison_blur,
+                       help="sigma (voxels) of a Gaussian average, inside the brain, of both the "
+                            "output and the target before the voxel error: the input's noise "
+                            "cancels, so the enhancement map gains nothing by cutting the "
+                            "white matter's bright texture (training/losses.py). "
+                            "Default: %(default)s (voxel by voxel)")
+
+
+def _curve_arguments(parser):
+    """How the intensity curve of the enhancement formulation learns, and from which pairs."""
+    group = parser.add_argument_group("intensity curve")
     group.add_argument("--curve_loss", choices=["quantile", "mse"],
                        default=DEFAULTS.curve_loss,
                        help="how the intensity curve learns (enhancement formulation): "
@@ -93,6 +109,11 @@ def _loss_arguments(parser):
     group.add_argument("--freeze_curve", action="store_true",
                        help="keep the intensity curve of the --init weights and train the "
                             "enhancement map alone")
+
+
+def _map_arguments(parser):
+    """What the enhancement map is charged for, and the tissue term beside it."""
+    group = parser.add_argument_group("enhancement map")
     group.add_argument("--enhancement_l1", type=float, default=DEFAULTS.enhancement_l1,
                        help="weight of the enhancement map's mean in the loss (sparsity; "
                             "enhancement formulation). Default: %(default)s")
@@ -125,17 +146,6 @@ def _loss_arguments(parser):
                        help="let the tissue term train the intensity curve too (the quantile "
                             "loss otherwise owns it): a tissue-wide contrast is a whole-scan "
                             "change, which the sparse map does not make")
-    group.add_argument("--distribution_loss", dest="distribution_weight", type=float,
-                       default=DEFAULTS.distribution_weight,
-                       help="weight of the intensity-histogram term of each crop (sorted "
-                            "values of the blur-matched output against the target's): a "
-                            "shaved white-matter top costs here. Default: %(default)s")
-    group.add_argument("--comparison_blur", type=float, default=DEFAULTS.comparison_blur,
-                       help="sigma (voxels) of a Gaussian average, inside the brain, of both the "
-                            "output and the target before the voxel error: the input's noise "
-                            "cancels, so the enhancement map gains nothing by cutting the "
-                            "white matter's bright texture (training/losses.py). "
-                            "Default: %(default)s (voxel by voxel)")
 
 
 def _schedule_arguments(parser):
@@ -195,6 +205,7 @@ def build_parser():
     parser = BidsAppArgumentParser(prog="gadosynth-train", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     for add_arguments in (_data_arguments, _model_arguments, _loss_arguments,
+                          _curve_arguments, _map_arguments,
                           _schedule_arguments, _validation_arguments):
         add_arguments(parser)
     parser.add_argument("--device", type=_device, default="auto")

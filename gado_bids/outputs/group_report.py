@@ -13,55 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from gado_bids import __version__, atomic, figures
+from gado_bids import __version__, atomic
 from gado_bids.metrics.tissues import MASK_EROSION_VOXELS, TISSUES
+from gado_bids.outputs.group_figures import METRICS, ZOOM, bland_altman, box_plots
 
-METRICS = (("MAE", "MAE (%)"), ("PSNR", "PSNR (dB)"), ("SSIM", "SSIM"))
 STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
          "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
          "td{white-space:nowrap}"
          "th{background:#f3f3f3}td.l,th.l{text-align:left}img{max-width:100%}.warn{color:#a40}"
          "img.thumb{max-width:none;image-rendering:pixelated}figure{margin:1em 0;overflow-x:auto}"
          ".wide{overflow-x:auto}")
-
-
-PATCH = 40  # voxels (mm) of the zoomed cortical patch
-ZOOM = 3
-
-
-def _cortical_patch(mask_slice) -> tuple:
-    """(x0, y0) of a PATCH-square on the lateral cortex: the brain's left edge at mid height."""
-    points = np.argwhere(mask_slice)
-    if points.size == 0:
-        return 0, 0
-    y_centre = int(points[:, 1].mean())
-    row = np.nonzero(mask_slice[:, y_centre])[0]
-    x_edge = int(row.min()) if row.size else int(points[:, 0].min())
-    x0 = int(np.clip(x_edge - PATCH // 4, 0, mask_slice.shape[0] - PATCH))
-    y0 = int(np.clip(y_centre - PATCH // 2, 0, mask_slice.shape[1] - PATCH))
-    return x0, y0
-
-
-def thumbnail(slices, mask_slice) -> str:
-    """Axial slices side by side (ce | synthetic | real) at full resolution, a box on each where
-    the cortical patch below them, zoomed x3, was taken: blur and contrast show without a viewer."""
-    x0, y0 = _cortical_patch(np.asarray(mask_slice, bool))
-    full, zoomed = [], []
-    for image in slices:
-        image = np.clip(np.asarray(image, np.float32), 0, 1)
-        patch = image[x0:x0 + PATCH, y0:y0 + PATCH]
-        zoomed.append(np.rot90(np.kron(patch, np.ones((ZOOM, ZOOM), np.float32))))
-        boxed = image.copy()
-        boxed[x0:x0 + PATCH, [y0, y0 + PATCH - 1]] = 1.0
-        boxed[[x0, x0 + PATCH - 1], y0:y0 + PATCH] = 1.0
-        full.append(np.rot90(boxed))
-    top = np.concatenate(full, axis=1)
-    bottom = np.concatenate(zoomed, axis=1)
-    canvas = np.zeros((top.shape[0] + bottom.shape[0], max(top.shape[1], bottom.shape[1])),
-                      np.float32)
-    canvas[:top.shape[0], :top.shape[1]] = top
-    canvas[top.shape[0]:, :bottom.shape[1]] = bottom
-    return figures.base64_text(figures.image_png_bytes(canvas, cmap="gray", vmin=0, vmax=1))
 
 
 def _table(header, rows, left_columns=1, row_ids=None) -> str:
@@ -197,48 +158,6 @@ def evaluation_table(summary_rows, subset) -> str:
             "(P99.5/P95 − 1)</h4>" + _table(SUMMARY_HEADER, table, left_columns=2))
 
 
-def _box_plots(similarity_rows, volume_rows) -> str:
-    plt = figures.pyplot()
-    figure, axes = plt.subplots(1, 6, figsize=(18, 3.4))
-    for axis, (metric, label) in zip(axes[:3], METRICS):
-        data = [[float(r[f"{metric}_{image}"]) for r in similarity_rows]
-                for image in ("ce", "synthetic")]
-        axis.boxplot(data)
-        axis.set_xticks([1, 2], ["ce", "synthetic"])
-        axis.set_title(label)
-    for axis, tissue in zip(axes[3:], TISSUES):
-        rows = [r for r in volume_rows if r["tissue"] == tissue]
-        data = [[float(r[f"abs_diff_{image}_cm3"]) for r in rows] for image in ("ce", "synthetic")]
-        axis.boxplot(data)
-        axis.set_xticks([1, 2], ["ce", "synthetic"])
-        axis.set_title(f"|ΔV| {tissue} (cm³)")
-    figure.tight_layout()
-    return figures.base64_text(figures.png_bytes(figure, dpi=72))
-
-
-def _bland_altman(volume_rows) -> str:
-    """Per tissue: difference to the real volume against the pair's mean, with 95% limits."""
-    plt = figures.pyplot()
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for axis, tissue in zip(axes, TISSUES):
-        rows = [r for r in volume_rows if r["tissue"] == tissue]
-        real = np.array([float(r["real_cm3"]) for r in rows])
-        for image, colour in (("ce", "tab:red"), ("synthetic", "tab:blue")):
-            other = np.array([float(r[f"{image}_cm3"]) for r in rows])
-            difference, mean = other - real, (other + real) / 2
-            axis.scatter(mean, difference, s=14, color=colour, label=image)
-            bias = difference.mean()
-            spread = 1.96 * difference.std(ddof=1) if len(difference) > 1 else 0.0
-            for level, style in ((bias, "-"), (bias - spread, ":"), (bias + spread, ":")):
-                axis.axhline(level, color=colour, linestyle=style, linewidth=0.8)
-        axis.axhline(0, color="black", linewidth=0.5)
-        axis.set_title(f"{tissue}: V − V_real vs mean (cm³)")
-        axis.set_xlabel("mean of the two volumes (cm³)")
-        axis.legend(fontsize=8)
-    figure.tight_layout()
-    return figures.base64_text(figures.png_bytes(figure, dpi=72))
-
-
 def _status_section(sessions) -> str:
     counts = {}
     for session in sessions:
@@ -269,10 +188,10 @@ def _tables_section(statistics_rows, similarity_rows, volume_rows, summary_rows)
                  evaluation_table(summary_rows, subset))
     if similarity_rows:
         part += ("<h2>Distributions</h2><img alt='box plots' src='data:image/png;base64,"
-                 f"{_box_plots(similarity_rows, volume_rows)}'>"
+                 f"{box_plots(similarity_rows, volume_rows)}'>"
                  "<h2>Bland-Altman, per tissue</h2><p>Solid line: mean difference (bias); "
                  "dotted: bias ± 1.96 SD.</p><img alt='Bland-Altman' "
-                 f"src='data:image/png;base64,{_bland_altman(volume_rows)}'>")
+                 f"src='data:image/png;base64,{bland_altman(volume_rows)}'>")
     return part
 
 
@@ -291,7 +210,7 @@ def _sessions_section(sessions, similarity_rows, thumbnails) -> str:
     header = (["participant", "ce scan", "weights role", "reference", "status"] +
               [f"{m} {image}" for image in ("ce", "synthetic") for m, _ in METRICS] +
               ["images"])
-    rows, row_ids, figures = [], [], []
+    rows, row_ids, session_figures = [], [], []
     for session in sessions:
         metrics = similarity_by_scan.get(session["ce_scan"])
         subject = session["participant_id"]
@@ -300,7 +219,7 @@ def _sessions_section(sessions, similarity_rows, thumbnails) -> str:
         link = (f'<a href="#{html.escape(anchor)}">images</a>' if picture else
                 f'<a href="{html.escape(subject)}.html">QC page</a>')
         if picture:
-            figures.append(_session_figure(session, picture))
+            session_figures.append(_session_figure(session, picture))
         rows.append([html.escape(subject), html.escape(session["ce_scan"]),
                      html.escape(metrics["weights_role"] if metrics else "n/a"),
                      html.escape(metrics["reference_class"] if metrics else "n/a"),
@@ -309,9 +228,9 @@ def _sessions_section(sessions, similarity_rows, thumbnails) -> str:
                      for image in ("ce", "synthetic") for m, _ in METRICS] + [link])
         row_ids.append(session["ce_scan"])
     part = "<h2>Sessions</h2>" + _table(header, rows, left_columns=5, row_ids=row_ids)
-    if figures:
+    if session_figures:
         part += ("<h2>Session images at full resolution (1 mm axial slice; each links to the "
-                 "participant's QC page)</h2>" + "".join(figures))
+                 "participant's QC page)</h2>" + "".join(session_figures))
     return part
 
 

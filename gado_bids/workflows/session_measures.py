@@ -25,7 +25,7 @@ from gado_bids.discovery.nifti_checks import load_3d_image
 from gado_bids.hashing import sha256_of
 from gado_bids.metrics import evaluation, resolution, similarity, tissues
 from gado_bids.outputs import derivatives, spec
-from gado_bids.outputs.group_report import thumbnail
+from gado_bids.outputs.group_figures import thumbnail
 from gado_bids.preprocessing import grids
 from gado_bids.preprocessing.pipeline import crop_to_native, native_to_crop, reference_on_ce_grid
 

@@ -2,7 +2,7 @@
 reference class, each session's row and images."""
 import numpy as np
 
-from gado_bids.outputs import group_report
+from gado_bids.outputs import group_figures, group_report
 from gado_bids.workflows import group_rows
 from workflows.test_group_rows import _ids, session_rows
 
@@ -20,7 +20,7 @@ def _inputs():
 
 def test_report_names_every_session_and_why_one_is_left_out(tmp_path):
     sessions, similarity, volumes, statistics, summary = _inputs()
-    picture = group_report.thumbnail([np.full((60, 70), 0.5)] * 3, np.ones((60, 70), bool))
+    picture = group_figures.thumbnail([np.full((60, 70), 0.5)] * 3, np.ones((60, 70), bool))
     page = group_report.write_group_report(
         tmp_path / "report.html", sessions, similarity, volumes, statistics,
         {"sub-1_ce.nii.gz": picture}, summary).read_text()
@@ -43,9 +43,3 @@ def test_report_without_pairs_says_there_is_nothing_to_compare(tmp_path):
     assert "nothing to compare" in page and "Bland-Altman" not in page
     assert "no_non_contrast - no non-contrast T1w" in page
 
-
-def test_cortical_patch_sits_on_the_brain_edge():
-    mask = np.zeros((100, 120), bool)
-    mask[20:80, 10:110] = True
-    x0, y0 = group_report._cortical_patch(mask)
-    assert x0 == 20 - group_report.PATCH // 4 and y0 == 59 - group_report.PATCH // 2
