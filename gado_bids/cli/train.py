@@ -178,6 +178,12 @@ def _schedule_arguments(parser):
                        help="where a simulated sample's loss is computed: the pair's brain mask "
                             "(default) or also the voxels the simulation enhanced outside it "
                             "(the dura shell at the brain's edge)")
+    group.add_argument("--simulated_rim", type=float, default=DEFAULTS.simulated_rim,
+                       metavar="FRACTION",
+                       help="share of the simulated inputs that also get a rim of enhancing "
+                            "dura, 1-4 voxels wide, around the pair's own brain mask (as a "
+                            "looser skull strip than BraTS' keeps it), scored against the "
+                            "background there. Default: 0")
     group.add_argument("--max_minutes", type=float, default=DEFAULTS.max_minutes,
                        help="train fewer epochs than --epochs if needed to end within this "
                             "many minutes (timed on the first validated epoch after the "
@@ -268,8 +274,10 @@ def main(argv=None) -> int:
         from gado_bids.training.cache import cached_pairs, load_pair
         from gado_bids.training.loop import train
         runtime.apply_torch_threads(args.nthreads)
-        if not (0 <= args.simulated_fraction <= 1 and 0 <= args.simulated_on_ce <= 1):
-            raise ValueError("--simulated_enhancement and --simulated_on_ce are fractions "
+        if not all(0 <= f <= 1 for f in (args.simulated_fraction, args.simulated_on_ce,
+                                          args.simulated_rim)):
+            raise ValueError("--simulated_enhancement, --simulated_on_ce and --simulated_rim "
+                             "are fractions "
                              "between 0 and 1")
         if args.pairs_from_cache:
             paths = cached_pairs(args.work_dir / "cache")

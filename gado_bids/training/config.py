@@ -44,6 +44,9 @@ class TrainConfig:
     simulated_on_ce: float = 0.0  # share of those built on the real ce scan, not the target
     # brain | brain+enhancement: where a simulated sample's loss is computed (training/data.py)
     simulated_loss_mask: str = "brain"
+    # share of simulated samples that also get a dura rim around the pair's own brain mask, as a
+    # looser strip keeps it; scored there (target: background) whatever simulated_loss_mask says
+    simulated_rim: float = 0.0
     max_minutes: float = 0.0  # > 0: fewer epochs so that training ends within this time
     n_validation_3d: int = 0  # of the n_validation, how many with a sharp 3D reference
     validation_subjects: list = field(default_factory=list)  # fixed list overrides n_validation

@@ -53,6 +53,22 @@ def _to_tensor(volume, device):
     return torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None].to(device)
 
 
+def _rim(mask_crop, config, generator, device):
+    """Map weights of a dura rim around the crop's brain mask (simulated_rim of the simulated
+    samples; simulated_enhancement.strip_rim), or None. No random draw when simulated_rim is 0,
+    so the recipes without it draw the same batches as before."""
+    if not (config.simulated_rim > 0 and
+            torch.rand((), generator=generator) < config.simulated_rim):
+        return None
+    low, high = simulated_enhancement.RIM_WIDTH_VOXELS
+    width = int(torch.randint(low, high + 1, (), generator=generator))
+    low, high = simulated_enhancement.RIM_WEIGHT_RANGE
+    level = low + (high - low) * torch.rand((), generator=generator).item()
+    rim = simulated_enhancement.strip_rim(_to_tensor(mask_crop, "cpu"), width)
+    texture = 0.8 + 0.4 * torch.rand(rim.shape, generator=generator)  # dura is not uniform
+    return (level * texture * rim).clamp(max=1.0).to(device)
+
+
 def sample_batch(pairs, config, generator, device, enhancement_maps=None, sharp_pairs=(),
                  descriptors=None, tissue_cores=None):
     """(inputs, targets, masks, per-sample target blur, per-sample weights, intensity
@@ -65,7 +81,9 @@ def sample_batch(pairs, config, generator, device, enhancement_maps=None, sharp_
     simulated_loss_mask "brain+enhancement" a simulated sample's loss also covers the voxels the
     simulation enhanced outside the pair's brain mask: the dura shell hugging the brain lies
     mostly just outside a skull-stripped scan's mask, so with the brain mask alone enhancement
-    left inside a looser mask (a clinical skull strip, the demo's) is never taught away."""
+    left inside a looser mask (a clinical skull strip, the demo's) is never taught away; with
+    simulated_rim a share of them also get a dura rim drawn around the pair's own mask, scored
+    there against the background (_rim)."""
     size = config.crop_size
     inputs, targets, masks, sigmas, weights, described, cores = [], [], [], [], [], [], []
     for pair in pairs:
@@ -77,7 +95,7 @@ def sample_batch(pairs, config, generator, device, enhancement_maps=None, sharp_
         box = tuple(slice(o, o + size) for o in origin)
         target = _to_tensor(pair.target[box], device)
         ce = _to_tensor(pair.ce[box], device)
-        on_ce = False
+        on_ce, rim = False, None
         if simulated:
             index = torch.randint(len(enhancement_maps), (), generator=generator).item()
             low, high = simulated_enhancement.AMPLITUDE_RANGE
@@ -85,6 +103,9 @@ def sample_batch(pairs, config, generator, device, enhancement_maps=None, sharp_
             added = simulated_enhancement.weights_on(enhancement_maps, index, box, device)
             on_ce = config.simulated_on_ce > 0 and (
                 torch.rand((), generator=generator) < config.simulated_on_ce)
+            rim = _rim(pair.mask[box], config, generator, device)
+            if rim is not None:
+                added = torch.maximum(added, rim)
             ce = simulated_enhancement.simulate_ce(ce if on_ce else target, added, amplitude)
         pure_removal = simulated and not on_ce
         sigmas.append((0.0, 0.0, 0.0) if pure_removal else tuple(pair.target_blur))
@@ -94,6 +115,8 @@ def sample_batch(pairs, config, generator, device, enhancement_maps=None, sharp_
         mask = _to_tensor(pair.mask[box], device)
         if simulated and config.simulated_loss_mask == "brain+enhancement":
             mask = torch.maximum(mask, (added > 0).to(mask.dtype))
+        if simulated and rim is not None:
+            mask = torch.maximum(mask, (rim > 0).to(mask.dtype))
         companions = [] if tissue_cores is None else [_to_tensor(core[box], device)
                                                       for core in tissue_cores]
         ce, target, mask, *companions = augment(ce, target, mask, generator,

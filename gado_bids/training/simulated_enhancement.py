@@ -22,6 +22,10 @@ N_MAPS = 24
 # Added enhancement in the normalised scale, where white matter sits near 0.5: the demo adds
 # 1.4 x white matter, 0.7 here, and real enhancing rims and vessels span roughly 0.2 to 0.5.
 AMPLITUDE_RANGE = (0.25, 0.7)
+# A looser skull strip than BraTS' (a clinical one, the demo's) keeps a rim of enhancing dura
+# around the brain: 1-4 voxels (mm) wide, as bright as 0.6-1 times the sample's enhancement.
+RIM_WIDTH_VOXELS = (1, 4)
+RIM_WEIGHT_RANGE = (0.6, 1.0)
 
 
 def _ball(shape, centre, radius):
@@ -110,6 +114,20 @@ def load_or_make_maps(path: Path, seed: int = 0, n_maps: int = N_MAPS) -> np.nda
 def weights_on(maps: torch.Tensor, index: int, box, device) -> torch.Tensor:
     """One map's crop as float weights in [0, 1], shaped (1, D, H, W) like a training crop."""
     return maps[index][box].to(device, torch.float32)[None] / QUANTISATION
+
+
+def strip_rim(mask: torch.Tensor, width: int) -> torch.Tensor:
+    """The voxels within width voxels (a ball) outside mask, (1, D, H, W) like a training crop:
+    where a looser strip than the pair's own would have kept the dura. The brain masks of
+    skull-stripped training pairs end at the brain, so enhancement drawn on the template's dura
+    shell lands on their background, away from the brain or over its cortex, while a loose strip
+    puts it against the brain's own edge; this rim is drawn on the pair's own mask instead."""
+    offsets = torch.arange(-width, width + 1, dtype=torch.float32)
+    x, y, z = torch.meshgrid(offsets, offsets, offsets, indexing="ij")
+    ball = ((x ** 2 + y ** 2 + z ** 2) <= width ** 2 + 0.5).to(torch.float32)
+    inside = (mask > 0).to(torch.float32)
+    reached = torch.nn.functional.conv3d(inside[None], ball[None, None], padding=width)[0] > 0.5
+    return reached & ~(mask > 0)
 
 
 def simulate_ce(target: torch.Tensor, weights: torch.Tensor, amplitude: float) -> torch.Tensor:

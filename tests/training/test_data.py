@@ -139,3 +139,53 @@ def test_removed_enhancement_is_reused_only_from_the_same_weights(tmp_path):
     assert removed_enhancement(None, pairs, "cpu", path, "abc")["a"].tolist() == [1, 1, 1]
     with pytest.raises(AttributeError):
         removed_enhancement(None, pairs, "cpu", path, "other weights")
+
+
+def test_a_simulated_rim_hugs_the_pairs_own_brain_and_is_scored_against_background():
+    """simulated_rim: a rim 1-4 voxels wide just outside the pair's brain mask is added to the
+    input, the target stays background there, and the loss mask covers it; without the option
+    the batches are drawn exactly as before (the bundled recipes stay reproducible)."""
+    import numpy as np
+    from scipy import ndimage
+    from gado_bids.training import simulated_enhancement
+    from gado_bids.training.cache import TrainingPair
+    from gado_bids.training.config import TrainConfig
+    from gado_bids.training.data import sample_batch
+    brain = np.zeros((32, 32, 32), bool)
+    brain[6:26, 6:26, 6:26] = True
+    volume = np.where(brain, 0.4, 0.0).astype(np.float32)
+    pair = TrainingPair("x", "01", volume, volume, brain)
+    maps = torch.zeros(1, 32, 32, 32, dtype=torch.uint8)  # no template enhancement at all
+    config = TrainConfig(crop_size=32, augmentation=0.0, simulated_fraction=1.0,
+                         simulated_rim=1.0)
+    within_4 = ~brain & (ndimage.distance_transform_edt(~brain) <= np.sqrt(16.5))
+    widths = set()
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(12):
+        inputs, targets, masks = sample_batch([pair], config, generator, torch.device("cpu"),
+                                              maps)[:3]
+        added = (inputs[0, 0] - targets[0, 0]).numpy()
+        rim = added > 0
+        assert rim.any() and not (rim & brain).any() and not (rim & ~within_4).any()
+        assert rim[5, 15, 15]  # the rim touches the brain's face
+        assert np.all(targets[0, 0].numpy()[rim] == 0)  # the target is background there
+        assert torch.equal(masks[0, 0] > 0, torch.from_numpy(brain | rim))
+        low, high = simulated_enhancement.AMPLITUDE_RANGE
+        assert added[rim].max() <= high + 1e-6
+        widths.add(int(rim[:6, 15, 15].sum()))
+    assert len(widths) > 1  # the rim's width varies
+    plain = TrainConfig(crop_size=32, augmentation=0.0, simulated_fraction=0.5)
+    off = TrainConfig(crop_size=32, augmentation=0.0, simulated_fraction=0.5, simulated_rim=0.0)
+    first, second = (sample_batch([pair] * 2, c, torch.Generator().manual_seed(3),
+                                  torch.device("cpu"), maps) for c in (plain, off))
+    assert torch.equal(first[0], second[0]) and torch.equal(first[2], second[2])
+
+
+def test_strip_rim_is_a_ball_shell_of_the_given_width():
+    from gado_bids.training.simulated_enhancement import strip_rim
+    mask = torch.zeros(1, 21, 21, 21)
+    mask[0, 10, 10, 10] = 1
+    rim = strip_rim(mask, 2)[0]
+    assert not rim[10, 10, 10] and rim[12, 10, 10] and not rim[13, 10, 10]
+    assert rim[11, 11, 10] and not rim[12, 12, 10]  # a ball, not a cube
+    assert int(rim.sum()) == 32  # 33 voxels within radius 2 (plus 0.5 of slack), less the centre
