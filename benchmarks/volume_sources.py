@@ -3,7 +3,7 @@ curve f or its removed-enhancement map E.
 
     python benchmarks/volume_sources.py CACHE_DIR WEIGHTS [WEIGHTS ...]
         [--subjects 004 021 ...] [--curve] [--map-alone] [--tissue-medians] [--by-depth]
-        [--map-spared-within MM] [--nthreads N]
+        [--map-spared-within MM] [--map-above LEVEL] [--nthreads N]
 
 CACHE_DIR is a gadosynth-train cache; WEIGHTS are weights files or "bundled". Per subject (default:
 the bundled weights' 3D validation subjects) every image is segmented with the group level's
@@ -21,7 +21,9 @@ remove (a sparse map cannot), a deficit is one only the curve can fill. --by-dep
 image's volume differences by depth below the labelled region's surface (DEPTH_BANDS_MM): an
 excess near the surface is the map's edge rim, one deep is sulci and ventricles.
 --map-spared-within MM segments f(ce) - E once more with E set to zero within MM of the brain
-mask's edge (the counterfactual for the rim the map removes there).
+mask's edge (the counterfactual for the rim the map removes there). --map-above LEVEL does so
+with E kept only where it exceeds LEVEL (the counterfactual for the map's low, tissue-wide
+part: is it what shaves the white matter's top end?), printing that image's top end too.
 """
 import argparse
 from pathlib import Path
@@ -63,6 +65,11 @@ def _decomposed(model, volume, mask):
     return (np.where(mask, grids.unpad_crop(v[0, 0].numpy()), 0.0) for v in (mapped, enhancement))
 
 
+def _top_percentiles(image, mask):
+    """P95 and P99.5 inside the brain: their ratio less 1 is the top end (metrics.evaluation)."""
+    return np.percentile(image[mask & (image > 0)], [95, 99.5])
+
+
 def _differences(volumes, reference):
     return "  ".join(f"{t} {volumes[t] - reference[t]:+7.1f}" for t in tissues.TISSUES)
 
@@ -90,6 +97,8 @@ def main(argv=None):
                         help="also split the differences by depth below the brain's surface")
     parser.add_argument("--map-spared-within", type=float, metavar="MM",
                         help="also segment f(ce) - E with E zero within MM of the mask's edge")
+    parser.add_argument("--map-above", type=float, metavar="LEVEL",
+                        help="also segment f(ce) - E with E kept only where above LEVEL")
     parser.add_argument("--nthreads", type=int, default=2)
     args = parser.parse_args(argv)
     runtime.limit_threads(args.nthreads)
@@ -113,7 +122,7 @@ def main(argv=None):
         for name, model in models.items():
             mapped, enhancement = _decomposed(model, pair.ce, pair.mask)
             synthetic = np.clip(mapped - enhancement, 0, 1)
-            p95, p995 = np.percentile(synthetic[pair.mask & (synthetic > 0)], [95, 99.5])
+            p95, p995 = _top_percentiles(synthetic, pair.mask)
             inside = enhancement[pair.mask]
             label = Path(name).parent.name or name
             synthetic_labels = tissues.segment(synthetic, pair.mask)
@@ -131,6 +140,14 @@ def main(argv=None):
                 spared = np.clip(mapped - np.where(near_edge, 0, enhancement), 0, 1)
                 print(f"sub-{subject} {label[:10]:10s} E spared {args.map_spared_within:g} mm"
                       f"{'':6s}{_differences(volumes(spared), real)}")
+            if args.map_above is not None:
+                kept = np.clip(mapped - np.where(enhancement > args.map_above, enhancement, 0),
+                               0, 1)
+                high95, high995 = _top_percentiles(kept, pair.mask)
+                kept_label = f"E above {args.map_above:g}"
+                print(f"sub-{subject} {label[:10]:10s} {kept_label:18s}"
+                      f"{_differences(volumes(kept), real)}"
+                      f"   top end {100 * (high995 / high95 - 1):.1f}%")
             if args.curve:
                 print(f"sub-{subject} {label[:10]:10s} f alone{'':11s}"
                       f"{_differences(volumes(np.clip(mapped, 0, 1)), real)}")

@@ -220,13 +220,13 @@ def build_parser():
 
 
 def _print_validation(summary):
-    """The final table, from metrics.evaluation: every image plain and resolution-matched, per
-    reference class and overall (never one mean over both classes alone)."""
+    """The final table (training.validation.table_lines): every image plain and
+    resolution-matched, per subject, per reference class and overall."""
     rows = [r for r in summary.get("validation", []) if "evaluation" in r]
     if not rows:
         return
-    import numpy as np
     from gado_bids.metrics.evaluation import COMPARED
+    from gado_bids.training.validation import table_lines
     grid = "1 mm cropped template grid" if summary["config"]["formulation"] == "enhancement" \
         else "128^3 network grid"
     print(f"\nvalidation (best epoch {summary['best_epoch']}), {grid} (a secondary view: the "
@@ -234,21 +234,10 @@ def _print_validation(summary):
           "resolution-matched, sharpness synthetic/ce on the weakest axis:")
     print(f"{'subject':<10}{'reference':<12}" + "".join(f"{image:>22}" for image in COMPARED) +
           f"{'sharpness':>11}")
-
-    def line(label, reference_class, chosen):
-        cells = "".join(
-            f"{np.mean([r['evaluation']['plain'][i]['PSNR'] for r in chosen]):>13.2f} / "
-            f"{np.mean([r['evaluation']['matched'][i]['PSNR'] for r in chosen]):<6.2f}"
-            for i in COMPARED)
-        sharpness = np.mean([min(r["evaluation"]["sharpness_ratio"]["synthetic"])
-                             for r in chosen])
+    for subject, n, reference_class, psnr, sharpness in table_lines(rows):
+        label = f"sub-{subject}" if subject else f"mean n={n}"
+        cells = "".join(f"{psnr[i][0]:>13.2f} / {psnr[i][1]:<6.2f}" for i in COMPARED)
         print(f"{label:<10}{reference_class:<12}{cells}{sharpness:>11.3f}")
-    for row in rows:
-        line(f"sub-{row['subject']}", row["evaluation"]["reference_class"], [row])
-    for reference_class in sorted({r["evaluation"]["reference_class"] for r in rows}):
-        chosen = [r for r in rows if r["evaluation"]["reference_class"] == reference_class]
-        line(f"mean n={len(chosen)}", reference_class, chosen)
-    line(f"mean n={len(rows)}", "all", rows)
 
 
 def _cache_dataset(args) -> list:

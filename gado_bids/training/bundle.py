@@ -12,8 +12,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from gado_bids import atomic, hashing
 from gado_bids.model.weights import BUNDLED_DIR, MANIFEST
 
@@ -22,23 +20,15 @@ def markdown_table(summary: dict) -> str:
     """Per validation subject and per reference class: PSNR plain / matched of every image on
     the network's grid (metrics.evaluation; a secondary view of the native-grid numbers)."""
     from gado_bids.metrics.evaluation import COMPARED
-    rows = summary["validation"]
+    from gado_bids.training.validation import table_lines
     head = ("| subject | reference | " + " | ".join(f"{i} PSNR plain / matched" for i in COMPARED)
             + " | sharpness synthetic/ce (weakest axis) |\n|---|---|" + "---:|" * 5 + "\n")
-
-    def line(label, reference_class, chosen):
-        cells = " | ".join(
-            f"{np.mean([r['evaluation']['plain'][i]['PSNR'] for r in chosen]):.2f} / "
-            f"{np.mean([r['evaluation']['matched'][i]['PSNR'] for r in chosen]):.2f}"
-            for i in COMPARED)
-        sharp = np.mean([min(r["evaluation"]["sharpness_ratio"]["synthetic"]) for r in chosen])
-        return f"| {label} | {reference_class} | {cells} | {sharp:.3f} |\n"
-    body = "".join(line(f"sub-{r['subject']}", r["evaluation"]["reference_class"], [r])
-                   for r in rows)
-    for reference_class in sorted({r["evaluation"]["reference_class"] for r in rows}):
-        chosen = [r for r in rows if r["evaluation"]["reference_class"] == reference_class]
-        body += line(f"**mean** (n={len(chosen)})", reference_class, chosen)
-    return head + body + line(f"**mean** (n={len(rows)})", "all", rows)
+    body = ""
+    for subject, n, reference_class, psnr, sharpness in table_lines(summary["validation"]):
+        label = f"sub-{subject}" if subject else f"**mean** (n={n})"
+        cells = " | ".join(f"{psnr[i][0]:.2f} / {psnr[i][1]:.2f}" for i in COMPARED)
+        body += f"| {label} | {reference_class} | {cells} | {sharpness:.3f} |\n"
+    return head + body
 
 
 def training_dataset_name(command: str) -> str:

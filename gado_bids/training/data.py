@@ -69,6 +69,23 @@ def _rim(mask_crop, config, generator, device):
     return (level * texture * rim).clamp(max=1.0).to(device)
 
 
+def _simulated_input(ce, target, mask_crop, box, config, generator, device, enhancement_maps):
+    """(input, the map weights added, built on the ce scan?, the rim's weights or None) of one
+    simulated sample: a random map at a random amplitude on the target (pure removal) or on the
+    ce scan (simulated_on_ce), with a dura rim around the brain for simulated_rim of them."""
+    index = torch.randint(len(enhancement_maps), (), generator=generator).item()
+    low, high = simulated_enhancement.AMPLITUDE_RANGE
+    amplitude = low + (high - low) * torch.rand((), generator=generator).item()
+    added = simulated_enhancement.weights_on(enhancement_maps, index, box, device)
+    on_ce = config.simulated_on_ce > 0 and (
+        torch.rand((), generator=generator) < config.simulated_on_ce)
+    rim = _rim(mask_crop, config, generator, device)
+    if rim is not None:
+        added = torch.maximum(added, rim)
+    return (simulated_enhancement.simulate_ce(ce if on_ce else target, added, amplitude), added,
+            on_ce, rim)
+
+
 def sample_batch(pairs, config, generator, device, enhancement_maps=None, sharp_pairs=(),
                  descriptors=None, tissue_cores=None):
     """(inputs, targets, masks, per-sample target blur, per-sample weights, intensity
@@ -97,16 +114,8 @@ def sample_batch(pairs, config, generator, device, enhancement_maps=None, sharp_
         ce = _to_tensor(pair.ce[box], device)
         on_ce, rim = False, None
         if simulated:
-            index = torch.randint(len(enhancement_maps), (), generator=generator).item()
-            low, high = simulated_enhancement.AMPLITUDE_RANGE
-            amplitude = low + (high - low) * torch.rand((), generator=generator).item()
-            added = simulated_enhancement.weights_on(enhancement_maps, index, box, device)
-            on_ce = config.simulated_on_ce > 0 and (
-                torch.rand((), generator=generator) < config.simulated_on_ce)
-            rim = _rim(pair.mask[box], config, generator, device)
-            if rim is not None:
-                added = torch.maximum(added, rim)
-            ce = simulated_enhancement.simulate_ce(ce if on_ce else target, added, amplitude)
+            ce, added, on_ce, rim = _simulated_input(ce, target, pair.mask[box], box, config,
+                                                     generator, device, enhancement_maps)
         pure_removal = simulated and not on_ce
         sigmas.append((0.0, 0.0, 0.0) if pure_removal else tuple(pair.target_blur))
         if descriptors is not None:

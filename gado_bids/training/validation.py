@@ -63,3 +63,22 @@ def evaluate(model, pairs, device, baselines: bool = True, loss: str = "l1",
                                                    voxel_mm)
         rows.append(row)
     return rows
+
+
+def table_lines(rows) -> list:
+    """The final validation table's lines, as (subject or None for a mean, n, reference class,
+    {image: (plain PSNR, matched PSNR)}, synthetic sharpness on the weakest axis): each subject,
+    then the mean per reference class, then over all (never one mean over both classes alone).
+    Training prints them, the bundler writes them as the model card's Markdown."""
+    def line(subject, reference_class, chosen):
+        psnr = {image: tuple(float(np.mean([r["evaluation"][view][image]["PSNR"] for r in chosen]))
+                             for view in ("plain", "matched")) for image in evaluation.COMPARED}
+        sharpness = float(np.mean([min(r["evaluation"]["sharpness_ratio"]["synthetic"])
+                                   for r in chosen]))
+        return subject, len(chosen), reference_class, psnr, sharpness
+    lines = [line(r["subject"], r["evaluation"]["reference_class"], [r]) for r in rows]
+    for reference_class in sorted({r["evaluation"]["reference_class"] for r in rows}):
+        lines.append(line(None, reference_class, [r for r in rows if r["evaluation"][
+            "reference_class"] == reference_class]))
+    return lines + [line(None, "all", rows)]
+
