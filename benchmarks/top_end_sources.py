@@ -15,13 +15,12 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from gado_bids import runtime
 from gado_bids.metrics.evaluation import top_end_percent
 from gado_bids.model.weights import bundled_manifest, load_bundled, load_weights
-from gado_bids.preprocessing import grids
 from gado_bids.training.cache import load_pair
+from volume_sources import decomposed  # beside this script
 
 
 def main(argv=None):
@@ -41,10 +40,7 @@ def main(argv=None):
     print(f"{'subject':<9}{'region':<16}{'real':>7}{'ce':>7}{'f(ce)':>7}{'f - E':>7}")
     for subject in subjects:
         pair = load_pair(args.cache_dir / f"sub-{subject}_ses-01_ce-gadolinium.npz")
-        with torch.no_grad():
-            mapped, enhancement = model.decompose(
-                torch.from_numpy(grids.pad_crop(pair.ce))[None, None])
-        mapped, enhancement = (grids.unpad_crop(v[0, 0].numpy()) for v in (mapped, enhancement))
+        mapped, enhancement = decomposed(model, pair.ce, pair.mask)
         synthetic = np.clip(mapped - enhancement, 0, 1)
         brain = pair.mask & (pair.target > 0)
         quiet = brain & (enhancement < args.quiet_below)

@@ -33,6 +33,7 @@ import torch
 
 from gado_bids import runtime
 from gado_bids.metrics import tissues
+from gado_bids.metrics.evaluation import top_end_percent
 from gado_bids.model.weights import bundled_manifest, load_bundled, load_weights
 from gado_bids.preprocessing import grids
 from gado_bids.training.cache import load_pair
@@ -59,15 +60,11 @@ def _differences_by_depth(labels, reference_labels, depth):
     return "  ".join(cells)
 
 
-def _decomposed(model, volume, mask):
+def decomposed(model, volume, mask):
+    """(f(ce), E) on the 1 mm grid, zero outside mask (top_end_sources.py uses it too)."""
     with torch.no_grad():
         mapped, enhancement = model.decompose(torch.from_numpy(grids.pad_crop(volume))[None, None])
     return (np.where(mask, grids.unpad_crop(v[0, 0].numpy()), 0.0) for v in (mapped, enhancement))
-
-
-def _top_percentiles(image, mask):
-    """P95 and P99.5 inside the brain: their ratio less 1 is the top end (metrics.evaluation)."""
-    return np.percentile(image[mask & (image > 0)], [95, 99.5])
 
 
 def _differences(volumes, reference):
@@ -120,15 +117,14 @@ def main(argv=None):
             print(f"sub-{subject} ce by depth{'':19s}"
                   f"{_differences_by_depth(ce_labels, real_labels, depth)}")
         for name, model in models.items():
-            mapped, enhancement = _decomposed(model, pair.ce, pair.mask)
+            mapped, enhancement = decomposed(model, pair.ce, pair.mask)
             synthetic = np.clip(mapped - enhancement, 0, 1)
-            p95, p995 = _top_percentiles(synthetic, pair.mask)
             inside = enhancement[pair.mask]
             label = Path(name).parent.name or name
             synthetic_labels = tissues.segment(synthetic, pair.mask)
             print(f"sub-{subject} {label[:10]:10s} f - E{'':13s}"
                   f"{_differences(tissues.volumes_cm3(synthetic_labels), real)}"
-                  f"   top end {100 * (p995 / p95 - 1):.1f}%"
+                  f"   top end {top_end_percent(synthetic, pair.mask & (synthetic > 0)):.1f}%"
                   f"  E>{E_VISIBLE} {100 * (inside > E_VISIBLE).mean():.1f}%"
                   f"  mean E {inside.mean():.4f}")
             if args.by_depth:
@@ -143,11 +139,10 @@ def main(argv=None):
             if args.map_above is not None:
                 kept = np.clip(mapped - np.where(enhancement > args.map_above, enhancement, 0),
                                0, 1)
-                high95, high995 = _top_percentiles(kept, pair.mask)
                 kept_label = f"E above {args.map_above:g}"
                 print(f"sub-{subject} {label[:10]:10s} {kept_label:18s}"
                       f"{_differences(volumes(kept), real)}"
-                      f"   top end {100 * (high995 / high95 - 1):.1f}%")
+                      f"   top end {top_end_percent(kept, pair.mask & (kept > 0)):.1f}%")
             if args.curve:
                 print(f"sub-{subject} {label[:10]:10s} f alone{'':11s}"
                       f"{_differences(volumes(np.clip(mapped, 0, 1)), real)}")

@@ -53,7 +53,7 @@ def _to_tensor(volume, device):
     return torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None].to(device)
 
 
-def _rim(mask_crop, config, generator, device):
+def _rim(mask, config, generator):
     """Map weights of a dura rim around the crop's brain mask (simulated_rim of the simulated
     samples; simulated_enhancement.strip_rim), or None. No random draw when simulated_rim is 0,
     so the recipes without it draw the same batches as before."""
@@ -64,12 +64,12 @@ def _rim(mask_crop, config, generator, device):
     width = int(torch.randint(low, high + 1, (), generator=generator))
     low, high = simulated_enhancement.RIM_WEIGHT_RANGE
     level = low + (high - low) * torch.rand((), generator=generator).item()
-    rim = simulated_enhancement.strip_rim(_to_tensor(mask_crop, "cpu"), width)
+    rim = simulated_enhancement.strip_rim(mask, width)
     texture = 0.8 + 0.4 * torch.rand(rim.shape, generator=generator)  # dura is not uniform
-    return (level * texture * rim).clamp(max=1.0).to(device)
+    return (level * texture.to(rim.device) * rim).clamp(max=1.0)
 
 
-def _simulated_input(ce, target, mask_crop, box, config, generator, device, enhancement_maps):
+def _simulated_input(ce, target, mask, box, config, generator, device, enhancement_maps):
     """(input, the map weights added, built on the ce scan?, the rim's weights or None) of one
     simulated sample: a random map at a random amplitude on the target (pure removal) or on the
     ce scan (simulated_on_ce), with a dura rim around the brain for simulated_rim of them."""
@@ -79,7 +79,7 @@ def _simulated_input(ce, target, mask_crop, box, config, generator, device, enha
     added = simulated_enhancement.weights_on(enhancement_maps, index, box, device)
     on_ce = config.simulated_on_ce > 0 and (
         torch.rand((), generator=generator) < config.simulated_on_ce)
-    rim = _rim(mask_crop, config, generator, device)
+    rim = _rim(mask, config, generator)
     if rim is not None:
         added = torch.maximum(added, rim)
     return (simulated_enhancement.simulate_ce(ce if on_ce else target, added, amplitude), added,
@@ -112,16 +112,16 @@ def sample_batch(pairs, config, generator, device, enhancement_maps=None, sharp_
         box = tuple(slice(o, o + size) for o in origin)
         target = _to_tensor(pair.target[box], device)
         ce = _to_tensor(pair.ce[box], device)
+        mask = _to_tensor(pair.mask[box], device)
         on_ce, rim = False, None
         if simulated:
-            ce, added, on_ce, rim = _simulated_input(ce, target, pair.mask[box], box, config,
-                                                     generator, device, enhancement_maps)
+            ce, added, on_ce, rim = _simulated_input(ce, target, mask, box, config, generator,
+                                                     device, enhancement_maps)
         pure_removal = simulated and not on_ce
         sigmas.append((0.0, 0.0, 0.0) if pure_removal else tuple(pair.target_blur))
         if descriptors is not None:
             described.append(descriptors[pair.name][1 if pure_removal else 0])
         weights.append(config.weight_3d if pair.reference_class == "3D" else 1.0)
-        mask = _to_tensor(pair.mask[box], device)
         if simulated and config.simulated_loss_mask == "brain+enhancement":
             mask = torch.maximum(mask, (added > 0).to(mask.dtype))
         if simulated and rim is not None:

@@ -126,7 +126,8 @@ def strip_rim(mask: torch.Tensor, width: int) -> torch.Tensor:
     x, y, z = torch.meshgrid(offsets, offsets, offsets, indexing="ij")
     ball = ((x ** 2 + y ** 2 + z ** 2) <= width ** 2 + 0.5).to(torch.float32)
     inside = (mask > 0).to(torch.float32)
-    reached = torch.nn.functional.conv3d(inside[None], ball[None, None], padding=width)[0] > 0.5
+    reached = torch.nn.functional.conv3d(inside[None], ball.to(inside.device)[None, None],
+                                         padding=width)[0] > 0.5
     return reached & ~(mask > 0)
 
 
