@@ -29,6 +29,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from gado_bids.preprocessing.intensity import SATURATION
+
 DEFAULT_WIDTH = 16
 LEVELS = 5
 FORMULATIONS = ("enhancement", "direct")
@@ -126,11 +128,19 @@ class IntensityCurve(nn.Module):
     one non-negative slope per knot interval of [0, 1], adapted to each scan: a small network
     turns the scan's intensity quantiles into slope offsets (the sequences' grey/white contrast
     differs from site to site; on gado-pairs a curve fitted to each pair gains 0.1-1.8 dB over
-    one curve for all). Started as the identity whatever the scan (zero last layer)."""
+    one curve for all). Started as the identity whatever the scan (zero last layer).
 
-    def __init__(self, knots: int = CURVE_KNOTS):
+    top_floor: above the normalisation's anchor (the brain's 90th percentile, in white matter,
+    at 1 / SATURATION) no slope may fall below the slope of the knot just under it. A curve fitted
+    to whole-scan quantiles otherwise bends flat there to squeeze the ce scan's enhanced top
+    ranks into the target's white-matter top, and flattens real white matter with them (model
+    card, "Where the top end is lost"); floored, the bright end keeps the input's spread and the
+    enhancement is left to the map."""
+
+    def __init__(self, knots: int = CURVE_KNOTS, top_floor: bool = False):
         super().__init__()
         self.knots = knots
+        self.top_floor = top_floor
         self.raw_slopes = nn.Parameter(torch.zeros(knots))
         self.adapt = nn.Sequential(nn.Linear(DESCRIPTOR_QUANTILES, 16), nn.Tanh(),
                                    nn.Linear(16, knots))
@@ -140,7 +150,13 @@ class IntensityCurve(nn.Module):
     def slopes(self, descriptor: torch.Tensor) -> torch.Tensor:
         """(B, knots) slopes for (B, DESCRIPTOR_QUANTILES) descriptors."""
         raw = self.raw_slopes + self.adapt(descriptor - 0.5)
-        return functional.softplus(raw) / math.log(2.0)
+        slopes = functional.softplus(raw) / math.log(2.0)
+        if not self.top_floor:
+            return slopes
+        anchor_knot = round(self.knots / SATURATION)
+        floor = slopes[:, anchor_knot - 1:anchor_knot]
+        return torch.cat([slopes[:, :anchor_knot], torch.maximum(slopes[:, anchor_knot:], floor)],
+                         dim=1)
 
     def forward(self, x, descriptor=None):
         """x: (B, 1, ...) volumes (or any shape with descriptor of B = 1)."""
@@ -158,7 +174,8 @@ class IntensityCurve(nn.Module):
 
 class UNet3D(nn.Module):
     def __init__(self, width: int = DEFAULT_WIDTH, attention: bool = True,
-                 residual_encoder: bool = False, formulation: str = "direct"):
+                 residual_encoder: bool = False, formulation: str = "direct",
+                 curve_top_floor: bool = False):
         super().__init__()
         if formulation not in FORMULATIONS:
             raise ValueError(f"unknown formulation '{formulation}': choose from {FORMULATIONS}")
@@ -188,7 +205,7 @@ class UNet3D(nn.Module):
         self.enhancement_gradient_floor = 0.0  # training only: enhancement_from_head
         if formulation == "enhancement":
             nn.init.constant_(self.head.bias, ENHANCEMENT_START)
-            self.intensity_curve = IntensityCurve()
+            self.intensity_curve = IntensityCurve(top_floor=curve_top_floor)
             return
         # The global residual path is a learnable 3x3x3 filter started as the identity: the
         # linear part of the translation (the blur and contrast of the pre-contrast scans) is
@@ -241,10 +258,14 @@ MODELS = {
 }
 
 
-def build_model(name: str, width: int = DEFAULT_WIDTH, formulation: str = "direct") -> UNet3D:
+def build_model(name: str, width: int = DEFAULT_WIDTH, formulation: str = "direct",
+                curve_top_floor: bool = False) -> UNet3D:
     if name not in MODELS:
         raise ValueError(f"unknown model '{name}': choose from {sorted(MODELS)}")
-    return UNet3D(width, formulation=formulation, **MODELS[name])
+    if curve_top_floor and formulation != "enhancement":
+        raise ValueError("curve_top_floor needs the enhancement formulation")
+    return UNet3D(width, formulation=formulation, curve_top_floor=curve_top_floor,
+                  **MODELS[name])
 
 
 def count_parameters(model: nn.Module) -> int:

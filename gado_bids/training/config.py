@@ -40,6 +40,8 @@ class TrainConfig:
     # curve's); simulated samples are built on the 3D pairs among them
     training_pairs: str = "all"
     freeze_curve: bool = False  # keep the initial weights' intensity curve: train the map alone
+    # no curve slope above the normalisation's anchor below the one under it (IntensityCurve)
+    curve_top_floor: bool = False
     simulated_fraction: float = 0.0  # share of training inputs with simulated enhancement
     simulated_on_ce: float = 0.0  # share of those built on the real ce scan, not the target
     # brain | brain+enhancement: where a simulated sample's loss is computed (training/data.py)

@@ -66,13 +66,19 @@ def _initial_model(config, device) -> tuple:
     """(model on device, config with the model, width and formulation of the weights it starts
     from): fine-tuning takes those from the weights file, not from the options."""
     if config.init == "scratch":
-        return build_model(config.model, config.width, config.formulation).to(device), config
+        return build_model(config.model, config.width, config.formulation,
+                           config.curve_top_floor).to(device), config
     if config.init == "bundled":
         model, meta, _ = load_bundled(config.model)
     else:
         model, meta, _ = load_weights(Path(config.init))
     config = replace(config, model=meta["model"], width=meta["width"],
-                     formulation=meta.get("formulation", "direct"))
+                     formulation=meta.get("formulation", "direct"),
+                     curve_top_floor=config.curve_top_floor or meta.get("curve_top_floor", False))
+    if config.curve_top_floor:
+        if config.formulation != "enhancement":
+            raise ValueError("curve_top_floor needs the enhancement formulation")
+        model.intensity_curve.top_floor = True
     return model.to(device), config
 
 
@@ -124,7 +130,7 @@ def _validate(state: TrainingState, data: TrainingData, device, out_dir: Path,
         save_weights(state.model, out_dir / "best.pt", {
             "model": config.model, "width": config.width, "formulation": config.formulation,
             "grid": GRIDS[config.formulation], "epoch": epoch, "val_loss": val_loss,
-            "loss": config.loss})
+            "loss": config.loss, "curve_top_floor": config.curve_top_floor})
     return {"val_loss": val_loss, **{f"val_{k.lower()}": np.mean(
         [r["synthetic"][k] for r in results]) for k in ("MAE", "PSNR", "SSIM")}}
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from gado_bids.model.networks import build_model
@@ -106,14 +107,11 @@ def test_training_from_the_cache_alone_with_simulated_pairs_and_a_time_limit(dem
     assert wrong.returncode == 64 and "between 0 and 1" in wrong.stderr
 
 
-def test_a_frozen_curve_stays_as_the_initial_weights_have_it(tmp_path):
-    """freeze_curve: a fine-tuning run trains the enhancement map and leaves the intensity curve
-    of its --init weights untouched; without it both move."""
+def _toy_pairs_and_init(tmp_path) -> list:
+    """Three small synthetic pairs, and an untrained enhancement network as tmp_path/init.pt."""
     import numpy as np
-    from gado_bids.model.weights import load_weights, save_weights
+    from gado_bids.model.weights import save_weights
     from gado_bids.training.cache import TrainingPair
-    from gado_bids.training.config import TrainConfig
-    from gado_bids.training.loop import train
     torch.manual_seed(0)
     save_weights(build_model("attention-unet", 4, "enhancement"), tmp_path / "init.pt", {
         "model": "attention-unet", "width": 4, "formulation": "enhancement"})
@@ -124,6 +122,36 @@ def test_a_frozen_curve_stays_as_the_initial_weights_have_it(tmp_path):
         ce = np.clip(target * 1.1 + 0.05 * (rng.random(target.shape) > 0.95), 0, 1)
         pairs.append(TrainingPair(f"sub-{subject}", subject, ce.astype(np.float32), target,
                                   np.ones(target.shape, bool)))
+    return pairs
+
+
+def test_curve_top_floor_floors_the_initial_weights_curve_and_is_saved(tmp_path):
+    """--curve_top_floor on --init weights fitted without it: the run trains the floored curve,
+    and its best.pt loads floored, so the product runs what was validated."""
+    from gado_bids.model.weights import load_weights
+    from gado_bids.training.config import TrainConfig
+    from gado_bids.training.loop import train
+    pairs = _toy_pairs_and_init(tmp_path)
+    assert not load_weights(tmp_path / "init.pt")[0].intensity_curve.top_floor
+    config = TrainConfig(init=str(tmp_path / "init.pt"), curve_top_floor=True, epochs=1,
+                         crop_size=32, validation_subjects=["03"], freeze_curve=True)
+    summary = train(pairs, tmp_path / "run", config, torch.device("cpu"))
+    model, meta, _ = load_weights(tmp_path / "run" / "best.pt")
+    assert meta["curve_top_floor"] and model.intensity_curve.top_floor
+    assert summary["config"]["curve_top_floor"]
+    with pytest.raises(ValueError, match="enhancement formulation"):
+        train(pairs, tmp_path / "direct", TrainConfig(curve_top_floor=True, formulation="direct",
+                                                      epochs=1, crop_size=32),
+              torch.device("cpu"))
+
+
+def test_a_frozen_curve_stays_as_the_initial_weights_have_it(tmp_path):
+    """freeze_curve: a fine-tuning run trains the enhancement map and leaves the intensity curve
+    of its --init weights untouched; without it both move."""
+    from gado_bids.model.weights import load_weights
+    from gado_bids.training.config import TrainConfig
+    from gado_bids.training.loop import train
+    pairs = _toy_pairs_and_init(tmp_path)
 
     def trained_state(freeze):
         config = TrainConfig(init=str(tmp_path / "init.pt"), freeze_curve=freeze, epochs=2,
