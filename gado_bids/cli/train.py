@@ -109,11 +109,13 @@ def _curve_arguments(parser):
     group.add_argument("--freeze_curve", action="store_true",
                        help="keep the intensity curve of the --init weights and train the "
                             "enhancement map alone")
-    group.add_argument("--curve_top_floor", action="store_true",
-                       help="above the white-matter anchor (the brain's 90th percentile) no "
-                            "slope of the curve may fall below the slope just under it, so "
-                            "the bright end keeps the input's spread and the map takes the "
-                            "enhancement (with --init weights too: it floors their curve)")
+    group.add_argument("--curve_top_floor", type=float, default=DEFAULTS.curve_top_floor,
+                       metavar="MULTIPLE",
+                       help="from the white-matter anchor (the brain's 90th percentile) up to "
+                            "MULTIPLE times it, no slope of the curve may fall below the slope "
+                            "just under the anchor, so white matter's bright end keeps the "
+                            "input's spread (2: the whole bright end; with --init weights too: "
+                            "it floors their curve). Default: %(default)s, no floor")
 
 
 def _map_arguments(parser):

@@ -130,15 +130,20 @@ class IntensityCurve(nn.Module):
     differs from site to site; on gado-pairs a curve fitted to each pair gains 0.1-1.8 dB over
     one curve for all). Started as the identity whatever the scan (zero last layer).
 
-    top_floor: above the normalisation's anchor (the brain's 90th percentile, in white matter,
-    at 1 / SATURATION) no slope may fall below the slope of the knot just under it. A curve fitted
-    to whole-scan quantiles otherwise bends flat there to squeeze the ce scan's enhanced top
-    ranks into the target's white-matter top, and flattens real white matter with them (model
-    card, "Where the top end is lost"); floored, the bright end keeps the input's spread and the
-    enhancement is left to the map."""
+    top_floor: from the normalisation's anchor (the brain's 90th percentile, in white matter, at
+    1 / SATURATION) up to top_floor times the anchor, no slope may fall below the slope of the knot
+    just under the anchor (0: no floor; SATURATION: the whole bright end). A curve fitted to
+    whole-scan quantiles otherwise bends flat there to squeeze the ce scan's enhanced top ranks
+    into the target's white-matter top, and flattens real white matter with them (model card,
+    "Where the top end is lost"); floored over the range real white matter's top occupies, it
+    keeps the input's spread there and leaves the enhancement above it to the curve and the map.
+    """
 
-    def __init__(self, knots: int = CURVE_KNOTS, top_floor: bool = False):
+    def __init__(self, knots: int = CURVE_KNOTS, top_floor: float = 0.0):
         super().__init__()
+        if top_floor and not 1.0 <= top_floor <= SATURATION:
+            raise ValueError(f"the curve's top floor reaches {top_floor:g} times the anchor: "
+                             f"give 0 (none) or a multiple from 1 to {SATURATION:g}")
         self.knots = knots
         self.top_floor = top_floor
         self.raw_slopes = nn.Parameter(torch.zeros(knots))
@@ -153,10 +158,11 @@ class IntensityCurve(nn.Module):
         slopes = functional.softplus(raw) / math.log(2.0)
         if not self.top_floor:
             return slopes
-        anchor_knot = round(self.knots / SATURATION)
-        floor = slopes[:, anchor_knot - 1:anchor_knot]
-        return torch.cat([slopes[:, :anchor_knot], torch.maximum(slopes[:, anchor_knot:], floor)],
-                         dim=1)
+        anchor = round(self.knots / SATURATION)
+        ceiling = max(anchor, min(self.knots, round(self.knots * self.top_floor / SATURATION)))
+        floor = slopes[:, anchor - 1:anchor]
+        return torch.cat([slopes[:, :anchor], torch.maximum(slopes[:, anchor:ceiling], floor),
+                          slopes[:, ceiling:]], dim=1)
 
     def forward(self, x, descriptor=None):
         """x: (B, 1, ...) volumes (or any shape with descriptor of B = 1)."""
@@ -175,7 +181,7 @@ class IntensityCurve(nn.Module):
 class UNet3D(nn.Module):
     def __init__(self, width: int = DEFAULT_WIDTH, attention: bool = True,
                  residual_encoder: bool = False, formulation: str = "direct",
-                 curve_top_floor: bool = False):
+                 curve_top_floor: float = 0.0):
         super().__init__()
         if formulation not in FORMULATIONS:
             raise ValueError(f"unknown formulation '{formulation}': choose from {FORMULATIONS}")
@@ -259,7 +265,7 @@ MODELS = {
 
 
 def build_model(name: str, width: int = DEFAULT_WIDTH, formulation: str = "direct",
-                curve_top_floor: bool = False) -> UNet3D:
+                curve_top_floor: float = 0.0) -> UNet3D:
     if name not in MODELS:
         raise ValueError(f"unknown model '{name}': choose from {sorted(MODELS)}")
     if curve_top_floor and formulation != "enhancement":

@@ -69,7 +69,7 @@ def load_weights(path: Path, expected_sha256: str = None, device="cpu"):
         content = torch.load(path, map_location="cpu", weights_only=True)
         meta = content["meta"]
         model = build_model(meta["model"], meta["width"], meta.get("formulation", "direct"),
-                            meta.get("curve_top_floor", False))
+                            meta.get("curve_top_floor", 0.0))
         model.load_state_dict({k: v.float() for k, v in content["state_dict"].items()})
     except GadoError:
         raise

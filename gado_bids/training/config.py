@@ -40,8 +40,9 @@ class TrainConfig:
     # curve's); simulated samples are built on the 3D pairs among them
     training_pairs: str = "all"
     freeze_curve: bool = False  # keep the initial weights' intensity curve: train the map alone
-    # no curve slope above the normalisation's anchor below the one under it (IntensityCurve)
-    curve_top_floor: bool = False
+    # > 0: from the normalisation's anchor up to this multiple of it, no curve slope below the one
+    # under the anchor (IntensityCurve's top_floor)
+    curve_top_floor: float = 0.0
     simulated_fraction: float = 0.0  # share of training inputs with simulated enhancement
     simulated_on_ce: float = 0.0  # share of those built on the real ce scan, not the target
     # brain | brain+enhancement: where a simulated sample's loss is computed (training/data.py)

@@ -74,11 +74,11 @@ def _initial_model(config, device) -> tuple:
         model, meta, _ = load_weights(Path(config.init))
     config = replace(config, model=meta["model"], width=meta["width"],
                      formulation=meta.get("formulation", "direct"),
-                     curve_top_floor=config.curve_top_floor or meta.get("curve_top_floor", False))
+                     curve_top_floor=config.curve_top_floor or meta.get("curve_top_floor", 0.0))
     if config.curve_top_floor:
         if config.formulation != "enhancement":
             raise ValueError("curve_top_floor needs the enhancement formulation")
-        model.intensity_curve.top_floor = True
+        model.intensity_curve.top_floor = config.curve_top_floor
     return model.to(device), config
 
 

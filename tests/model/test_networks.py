@@ -97,40 +97,46 @@ def test_enhancement_formulation_starts_near_identity_and_only_removes():
 
 
 def test_a_floored_curve_keeps_the_bright_end_s_slope(tmp_path):
-    """top_floor: above the normalisation's anchor (0.5, white matter) no slope falls below the
-    slope just under it, however the curve was fitted; below the anchor the curve is untouched,
-    and the floor travels with the weights file."""
+    """top_floor: from the normalisation's anchor (0.5, white matter) up to the given multiple
+    of it no slope falls below the slope just under it, however the curve was fitted; elsewhere
+    the curve is untouched, and the floor travels with the weights file."""
     from gado_bids.model.networks import IntensityCurve, intensity_descriptor
     values = torch.linspace(0, 1, 161)[None, None]
     descriptor = intensity_descriptor(values)
-    free, floored = IntensityCurve(16), IntensityCurve(16, top_floor=True)
+    free, whole, partial = (IntensityCurve(16, top_floor=f) for f in (0.0, 2.0, 1.25))
     with torch.no_grad():
-        for curve in (free, floored):  # a curve fitted flat above the anchor, as trained ones were
+        for curve in (free, whole, partial):  # fitted flat above the anchor, as trained ones were
             curve.raw_slopes.copy_(torch.cat([torch.full((8,), 0.5), torch.full((8,), -3.0)]))
-    free_slopes, floored_slopes = free.slopes(descriptor)[0], floored.slopes(descriptor)[0]
-    assert torch.equal(floored_slopes[:8], free_slopes[:8])
+    free_slopes = free.slopes(descriptor)[0]
+    whole_slopes, partial_slopes = whole.slopes(descriptor)[0], partial.slopes(descriptor)[0]
     assert torch.all(free_slopes[8:] < 0.1 * free_slopes[7])
-    assert torch.allclose(floored_slopes[8:], free_slopes[7].expand(8))
-    mapped = floored(values, descriptor)[0, 0]
+    assert torch.equal(whole_slopes[:8], free_slopes[:8])
+    assert torch.allclose(whole_slopes[8:], free_slopes[7].expand(8))
+    # 1.25 times the anchor is 0.625: knots 8 and 9 floored, the ones above as fitted
+    assert torch.allclose(partial_slopes[8:10], free_slopes[7].expand(2))
+    assert torch.equal(partial_slopes[10:], free_slopes[10:])
+    mapped = whole(values, descriptor)[0, 0]
     at_anchor = int(values.shape[-1] // 2)
     assert torch.allclose(mapped[:at_anchor + 1], free(values, descriptor)[0, 0][:at_anchor + 1])
     spread = mapped[-1] - mapped[at_anchor]  # the bright end keeps the slope under the anchor
     assert torch.isclose(spread, 0.5 * free_slopes[7], atol=1e-5)
-    for curve in (free, floored):  # the bright end's gradient reaches the slope under the anchor
+    for curve in (free, whole):  # the bright end's gradient reaches the slope under the anchor
         curve(values, descriptor).sum().backward()
-    assert floored.raw_slopes.grad[7] > 2 * free.raw_slopes.grad[7]
-    assert floored.raw_slopes.grad[9] == 0 and free.raw_slopes.grad[9] > 0
+    assert whole.raw_slopes.grad[7] > 2 * free.raw_slopes.grad[7]
+    assert whole.raw_slopes.grad[9] == 0 and free.raw_slopes.grad[9] > 0
     with torch.no_grad():
-        for curve in (free, floored):  # a slope above the floor stays as it is
+        for curve in (free, whole):  # a slope above the floor stays as it is
             curve.raw_slopes[12] = 3.0
-    assert floored.slopes(descriptor)[0, 12] == free.slopes(descriptor)[0, 12] > free_slopes[7]
-    model = build_model("attention-unet", 4, "enhancement", curve_top_floor=True)
+    assert whole.slopes(descriptor)[0, 12] == free.slopes(descriptor)[0, 12] > free_slopes[7]
+    model = build_model("attention-unet", 4, "enhancement", curve_top_floor=1.25)
     path = tmp_path / "floored.pt"
     save_weights(model, path, {"model": "attention-unet", "width": 4,
-                               "formulation": "enhancement", "curve_top_floor": True})
-    assert load_weights(path)[0].intensity_curve.top_floor
+                               "formulation": "enhancement", "curve_top_floor": 1.25})
+    assert load_weights(path)[0].intensity_curve.top_floor == 1.25
     with pytest.raises(ValueError, match="enhancement formulation"):
-        build_model("attention-unet", 4, "direct", curve_top_floor=True)
+        build_model("attention-unet", 4, "direct", curve_top_floor=2.0)
+    with pytest.raises(ValueError, match="from 1 to 2"):
+        IntensityCurve(16, top_floor=0.5)
 
 
 def test_the_gradient_floor_changes_the_map_s_gradient_not_its_value():

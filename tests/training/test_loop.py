@@ -133,14 +133,14 @@ def test_curve_top_floor_floors_the_initial_weights_curve_and_is_saved(tmp_path)
     from gado_bids.training.loop import train
     pairs = _toy_pairs_and_init(tmp_path)
     assert not load_weights(tmp_path / "init.pt")[0].intensity_curve.top_floor
-    config = TrainConfig(init=str(tmp_path / "init.pt"), curve_top_floor=True, epochs=1,
+    config = TrainConfig(init=str(tmp_path / "init.pt"), curve_top_floor=1.25, epochs=1,
                          crop_size=32, validation_subjects=["03"], freeze_curve=True)
     summary = train(pairs, tmp_path / "run", config, torch.device("cpu"))
     model, meta, _ = load_weights(tmp_path / "run" / "best.pt")
-    assert meta["curve_top_floor"] and model.intensity_curve.top_floor
-    assert summary["config"]["curve_top_floor"]
+    assert meta["curve_top_floor"] == model.intensity_curve.top_floor == 1.25
+    assert summary["config"]["curve_top_floor"] == 1.25
     with pytest.raises(ValueError, match="enhancement formulation"):
-        train(pairs, tmp_path / "direct", TrainConfig(curve_top_floor=True, formulation="direct",
+        train(pairs, tmp_path / "direct", TrainConfig(curve_top_floor=2.0, formulation="direct",
                                                       epochs=1, crop_size=32),
               torch.device("cpu"))
 
