@@ -141,16 +141,20 @@ class IntensityCurve(nn.Module):
 
     def __init__(self, knots: int = CURVE_KNOTS, top_floor: float = 0.0):
         super().__init__()
-        if top_floor and not 1.0 <= top_floor <= SATURATION:
-            raise ValueError(f"the curve's top floor reaches {top_floor:g} times the anchor: "
-                             f"give 0 (none) or a multiple from 1 to {SATURATION:g}")
         self.knots = knots
-        self.top_floor = top_floor
+        self.floor_top(top_floor)
         self.raw_slopes = nn.Parameter(torch.zeros(knots))
         self.adapt = nn.Sequential(nn.Linear(DESCRIPTOR_QUANTILES, 16), nn.Tanh(),
                                    nn.Linear(16, knots))
         nn.init.zeros_(self.adapt[2].weight)
         nn.init.zeros_(self.adapt[2].bias)
+
+    def floor_top(self, multiple: float):
+        """Set top_floor (also on a trained curve: it changes no parameter)."""
+        if multiple and not 1.0 <= multiple <= SATURATION:
+            raise ValueError(f"the curve's top floor reaches {multiple:g} times the anchor: "
+                             f"give 0 (none) or a multiple from 1 to {SATURATION:g}")
+        self.top_floor = multiple
 
     def slopes(self, descriptor: torch.Tensor) -> torch.Tensor:
         """(B, knots) slopes for (B, DESCRIPTOR_QUANTILES) descriptors."""

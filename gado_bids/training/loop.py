@@ -78,7 +78,7 @@ def _initial_model(config, device) -> tuple:
     if config.curve_top_floor:
         if config.formulation != "enhancement":
             raise ValueError("curve_top_floor needs the enhancement formulation")
-        model.intensity_curve.top_floor = config.curve_top_floor
+        model.intensity_curve.floor_top(config.curve_top_floor)
     return model.to(device), config
 
 
