@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from gado_bids import atomic
-from gado_bids.model.networks import build_model, count_parameters
+from gado_bids.model.networks import MODELS, build_model, count_parameters
 from gado_bids.model.weights import load_bundled, load_weights, save_weights
 from gado_bids.training.config import TrainConfig
 from gado_bids.training.data import GRIDS, TrainingData, sample_batch, training_data
@@ -66,8 +66,14 @@ def _initial_model(config, device) -> tuple:
     """(model on device, config with the model, width and formulation of the weights it starts
     from): fine-tuning takes those from the weights file, not from the options."""
     if config.init == "scratch":
-        return build_model(config.model, config.width, config.formulation,
-                           config.curve_top_floor).to(device), config
+        model = build_model(config.model, config.width, config.formulation,
+                            config.curve_top_floor)
+        if config.curve_from:
+            config = _borrow_curve(model, config)
+        return model.to(device), config
+    if config.curve_from:
+        raise ValueError("curve_from gives a network trained from scratch its curve: --init "
+                         "weights bring their own")
     if config.init == "bundled":
         model, meta, _ = load_bundled(config.model)
     else:
@@ -80,6 +86,27 @@ def _initial_model(config, device) -> tuple:
             raise ValueError("curve_top_floor needs the enhancement formulation")
         model.intensity_curve.floor_top(config.curve_top_floor)
     return model.to(device), config
+
+
+def _borrow_curve(model, config):
+    """Copy the intensity curve of config.curve_from (a bundled model's name or a weights file)
+    into the scratch model: a second architecture can then learn its enhancement map on the
+    curve the first one validated, and the two compare by their maps alone. Returns the config
+    with the source's top floor when none was asked and the source's SHA-256 recorded."""
+    if config.formulation != "enhancement":
+        raise ValueError("curve_from needs the enhancement formulation")
+    source = Path(config.curve_from)
+    if not source.is_file() and config.curve_from in MODELS:
+        donor, meta, digest = load_bundled(config.curve_from)
+    else:
+        donor, meta, digest = load_weights(source)
+    if meta.get("formulation", "direct") != "enhancement":
+        raise ValueError(f"curve_from: '{config.curve_from}' is a direct-formulation network, "
+                         "without an intensity curve")
+    model.intensity_curve.load_state_dict(donor.intensity_curve.state_dict())
+    floor = config.curve_top_floor or meta.get("curve_top_floor", 0.0)
+    model.intensity_curve.floor_top(floor)
+    return replace(config, curve_top_floor=floor, curve_from_sha256=digest)
 
 
 def _train_epoch(state: TrainingState, data: TrainingData, device) -> float:
@@ -130,7 +157,8 @@ def _validate(state: TrainingState, data: TrainingData, device, out_dir: Path,
         save_weights(state.model, out_dir / "best.pt", {
             "model": config.model, "width": config.width, "formulation": config.formulation,
             "grid": GRIDS[config.formulation], "epoch": epoch, "val_loss": val_loss,
-            "loss": config.loss, "curve_top_floor": config.curve_top_floor})
+            "loss": config.loss, "curve_top_floor": config.curve_top_floor,
+            **({"curve_from_sha256": config.curve_from_sha256} if config.curve_from else {})})
     return {"val_loss": val_loss, **{f"val_{k.lower()}": np.mean(
         [r["synthetic"][k] for r in results]) for k in ("MAE", "PSNR", "SSIM")}}
 
@@ -173,9 +201,10 @@ def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") 
     if config.tissue_trains_curve and (config.freeze_curve or config.tissue_weight <= 0):
         raise ValueError("tissue_trains_curve needs the tissue term and a curve that learns")
     if config.freeze_curve:
-        if config.formulation != "enhancement" or config.init == "scratch":
+        if config.formulation != "enhancement" or (config.init == "scratch" and
+                                                   not config.curve_from):
             raise ValueError("freeze_curve keeps a trained enhancement network's curve: it "
-                             "needs --init and the enhancement formulation")
+                             "needs --init or --curve_from and the enhancement formulation")
         model.intensity_curve.requires_grad_(False)
     if config.enhancement_gradient_floor > 0:
         if config.formulation != "enhancement":
