@@ -62,11 +62,19 @@ def bundle(work_dir: Path) -> dict:
         "grid": "1mm" if summary["config"].get("formulation") == "enhancement" else "128",
         "train_subjects": summary["train_subjects"],
         "validation_subjects": summary["validation_subjects"]}
+    config = summary["config"]
+    if config.get("curve_top_floor"):  # load_weights reads it from the file; shown here too
+        manifest[model]["curve_top_floor"] = config["curve_top_floor"]
+    if config.get("curve_from_sha256"):  # the weights whose intensity curve this run started on
+        manifest[model]["curve_from_sha256"] = config["curve_from_sha256"]
     split = work_dir / "split.json"
     if split.exists():
-        classes = json.loads(split.read_text()).get("reference_class", {})
+        split = json.loads(split.read_text())
+        classes = split.get("reference_class", {})
         manifest[model]["validation_reference_class"] = {
             s: classes.get(s) for s in summary["validation_subjects"]}
+        if "training_pairs" in split:  # the pairs crops came from, when not all
+            manifest[model]["training_pairs"] = split["training_pairs"]
     atomic.write_json(MANIFEST, manifest)
     return manifest[model]
 
