@@ -107,13 +107,17 @@ def _curve_arguments(parser):
                             "gadolinium-only (as --curve_pairs; the curve then learns from "
                             "them too)")
     group.add_argument("--freeze_curve", action="store_true",
-                       help="keep the intensity curve of the --init (or --curve_from) weights "
+                       help="keep the intensity curve of the --init (or --borrow_from) weights "
                             "and train the enhancement map alone")
-    group.add_argument("--curve_from", default=DEFAULTS.curve_from, metavar="WEIGHTS",
-                       help="with --init scratch: start from the intensity curve of these "
-                            "enhancement weights (a file, or a bundled model's name such as "
-                            "attention-unet), e.g. to train the res-unet's map on the curve "
-                            "the attention U-Net validated")
+    group.add_argument("--borrow_from", default=DEFAULTS.borrow_from, metavar="WEIGHTS",
+                       help="with --init scratch: start from layers of these enhancement "
+                            "weights (a file, or a bundled model's name such as "
+                            "attention-unet); which ones: --borrow")
+    group.add_argument("--borrow", choices=["curve", "shared"], default=DEFAULTS.borrow,
+                       help="curve (default): their intensity curve and its top floor (with "
+                            "--freeze_curve only the map learns); shared: every layer both "
+                            "networks have, by name and shape (a res-unet's residual modules "
+                            "start as the identity)")
     group.add_argument("--curve_top_floor", type=float, default=DEFAULTS.curve_top_floor,
                        metavar="MULTIPLE",
                        help="from the white-matter anchor (the brain's 90th percentile) up to "
@@ -293,7 +297,7 @@ def main(argv=None) -> int:
         device = resolve_device(args.device)
         pairs = [load_pair(p) for p in paths]
         config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)
-                                if f.name != "curve_from_sha256"})
+                                if f.name != "borrow_from_sha256"})
         command = "gadosynth-train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         summary = train(pairs, args.work_dir, config, device, command)
     except GadoError as error:

@@ -89,6 +89,13 @@ class ResidualModule(nn.Module):
             nn.Conv3d(channels, channels, 3, padding=1), ChannelNorm(channels))
         self.activation = nn.LeakyReLU(0.1, inplace=True)
 
+    def start_as_identity(self):
+        """Zero the body's last norm scale, so the module passes its input on (up to the leaky
+        ReLU's negative slope) until training moves it: how a res-unet starts from another
+        network's trained layers without scrambling their features."""
+        with torch.no_grad():
+            self.body[-1].weight.zero_()
+
     def forward(self, x):
         return self.activation(x + self.body(x))
 

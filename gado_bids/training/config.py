@@ -41,9 +41,10 @@ class TrainConfig:
     training_pairs: str = "all"
     freeze_curve: bool = False  # keep the initial weights' intensity curve: train the map alone
     # "" | a bundled model's name | an enhancement weights file: a scratch network of any
-    # architecture starts with that network's intensity curve (with freeze_curve: keeps it)
-    curve_from: str = ""
-    curve_from_sha256: str = ""  # set by the run from curve_from's file, not an option
+    # architecture starts from that network's layers (with freeze_curve its curve is kept)
+    borrow_from: str = ""
+    borrow: str = "curve"  # curve | shared: the intensity curve only, or every shared layer
+    borrow_from_sha256: str = ""  # set by the run from borrow_from's file, not an option
     # > 0: from the normalisation's anchor up to this multiple of it, no curve slope below the one
     # under the anchor (IntensityCurve's top_floor)
     curve_top_floor: float = 0.0

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from gado_bids import atomic
-from gado_bids.model.networks import MODELS, build_model, count_parameters
+from gado_bids.model.networks import MODELS, ResidualModule, build_model, count_parameters
 from gado_bids.model.weights import load_bundled, load_weights, save_weights
 from gado_bids.training.config import TrainConfig
 from gado_bids.training.data import GRIDS, TrainingData, sample_batch, training_data
@@ -68,12 +68,12 @@ def _initial_model(config, device) -> tuple:
     if config.init == "scratch":
         model = build_model(config.model, config.width, config.formulation,
                             config.curve_top_floor)
-        if config.curve_from:
-            config = _borrow_curve(model, config)
+        if config.borrow_from:
+            config = _borrow_layers(model, config)
         return model.to(device), config
-    if config.curve_from:
-        raise ValueError("curve_from gives a network trained from scratch its curve: --init "
-                         "weights bring their own")
+    if config.borrow_from:
+        raise ValueError("borrow_from starts a network trained from scratch: --init weights "
+                         "bring their own layers")
     if config.init == "bundled":
         model, meta, _ = load_bundled(config.model)
     else:
@@ -88,25 +88,40 @@ def _initial_model(config, device) -> tuple:
     return model.to(device), config
 
 
-def _borrow_curve(model, config):
-    """Copy the intensity curve of config.curve_from (a bundled model's name or a weights file)
-    into the scratch model: a second architecture can then learn its enhancement map on the
-    curve the first one validated, and the two compare by their maps alone. Returns the config
-    with the source's top floor when none was asked and the source's SHA-256 recorded."""
+def _borrow_layers(model, config):
+    """Start the scratch model from config.borrow_from (a bundled model's name or a weights
+    file): its intensity curve and top floor (borrow "curve": a second architecture then learns
+    its map on the curve the first validated, and the two differ by their maps), or every layer
+    the two networks share by name and shape (borrow "shared"; the res-unet's residual modules,
+    which the attention U-Net lacks, start as the identity, and the attention gates are left
+    out). Returns the config with the floor and the source's SHA-256 recorded."""
     if config.formulation != "enhancement":
-        raise ValueError("curve_from needs the enhancement formulation")
-    source = Path(config.curve_from)
-    if not source.is_file() and config.curve_from in MODELS:
-        donor, meta, digest = load_bundled(config.curve_from)
+        raise ValueError("borrow_from needs the enhancement formulation")
+    if config.borrow not in ("curve", "shared"):
+        raise ValueError(f"borrow '{config.borrow}': choose curve or shared")
+    source = Path(config.borrow_from)
+    if not source.is_file() and config.borrow_from in MODELS:
+        donor, meta, digest = load_bundled(config.borrow_from)
     else:
         donor, meta, digest = load_weights(source)
     if meta.get("formulation", "direct") != "enhancement":
-        raise ValueError(f"curve_from: '{config.curve_from}' is a direct-formulation network, "
+        raise ValueError(f"borrow_from: '{config.borrow_from}' is a direct-formulation network, "
                          "without an intensity curve")
-    model.intensity_curve.load_state_dict(donor.intensity_curve.state_dict())
+    if config.borrow == "curve":
+        model.intensity_curve.load_state_dict(donor.intensity_curve.state_dict())
+    else:
+        own = model.state_dict()
+        shared = {name: value for name, value in donor.state_dict().items()
+                  if name in own and own[name].shape == value.shape}
+        model.load_state_dict(shared, strict=False)
+        for module in model.modules():
+            if isinstance(module, ResidualModule):
+                module.start_as_identity()
+        LOG.info("started from %d of %d tensors of %s", len(shared), len(own),
+                 config.borrow_from)
     floor = config.curve_top_floor or meta.get("curve_top_floor", 0.0)
     model.intensity_curve.floor_top(floor)
-    return replace(config, curve_top_floor=floor, curve_from_sha256=digest)
+    return replace(config, curve_top_floor=floor, borrow_from_sha256=digest)
 
 
 def _train_epoch(state: TrainingState, data: TrainingData, device) -> float:
@@ -158,7 +173,8 @@ def _validate(state: TrainingState, data: TrainingData, device, out_dir: Path,
             "model": config.model, "width": config.width, "formulation": config.formulation,
             "grid": GRIDS[config.formulation], "epoch": epoch, "val_loss": val_loss,
             "loss": config.loss, "curve_top_floor": config.curve_top_floor,
-            **({"curve_from_sha256": config.curve_from_sha256} if config.curve_from else {})})
+            **({"borrow_from_sha256": config.borrow_from_sha256, "borrow": config.borrow}
+               if config.borrow_from else {})})
     return {"val_loss": val_loss, **{f"val_{k.lower()}": np.mean(
         [r["synthetic"][k] for r in results]) for k in ("MAE", "PSNR", "SSIM")}}
 
@@ -202,9 +218,9 @@ def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") 
         raise ValueError("tissue_trains_curve needs the tissue term and a curve that learns")
     if config.freeze_curve:
         if config.formulation != "enhancement" or (config.init == "scratch" and
-                                                   not config.curve_from):
+                                                   not config.borrow_from):
             raise ValueError("freeze_curve keeps a trained enhancement network's curve: it "
-                             "needs --init or --curve_from and the enhancement formulation")
+                             "needs --init or --borrow_from and the enhancement formulation")
         model.intensity_curve.requires_grad_(False)
     if config.enhancement_gradient_floor > 0:
         if config.formulation != "enhancement":

@@ -32,7 +32,7 @@ def run(tmp_path):
     summary = {"command": f"gadosynth-train {dataset} {work} --seed 3", "device": "cpu",
                "config": {"model": "attention-unet", "width": 4, "seed": 3,
                           "formulation": "enhancement", "curve_top_floor": 1.25,
-                          "curve_from_sha256": "ab" * 32},
+                          "borrow_from_sha256": "ab" * 32, "borrow": "shared"},
                "hardware": "x86_64", "torch": "2", "steps": 12, "best_epoch": 2,
                "train_subjects": ["01", "02"], "validation_subjects": ["03", "04"],
                "validation": [{"subject": "03", "evaluation": _evaluation("3D", 20.0)},
@@ -57,8 +57,8 @@ def test_bundle_pins_the_copied_weights_in_the_manifest(run, tmp_path, monkeypat
     assert manifest["training_seconds"] == 21.8 and manifest["training_dataset"] == "paired scans"
     assert manifest["validation_reference_class"] == {"03": "3D", "04": "thick-slice"}
     assert (manifest["grid"], manifest["seed"], manifest["best_epoch"]) == ("1mm", 3, 2)
-    assert (manifest["curve_top_floor"], manifest["curve_from_sha256"],
-            manifest["training_pairs"]) == (1.25, "ab" * 32, ["02"])
+    assert (manifest["curve_top_floor"], manifest["borrow_from_sha256"], manifest["borrow"],
+            manifest["training_pairs"]) == (1.25, "ab" * 32, "shared", ["02"])
     model, meta, digest = load_weights(copied, expected_sha256=manifest["sha256"])
     assert digest == manifest["sha256"] and meta["formulation"] == "enhancement"
 

@@ -169,38 +169,54 @@ def test_a_frozen_curve_stays_as_the_initial_weights_have_it(tmp_path):
         assert map_moved and curve_moved != freeze, (freeze, curve_moved)
 
 
-def test_curve_from_gives_a_scratch_network_of_another_architecture_that_curve(tmp_path):
-    """--curve_from: a res-unet trained from scratch starts from (and, frozen, keeps) the
-    intensity curve of attention U-Net weights, takes their top floor, and its best.pt records
-    their SHA-256; --init weights with it, or a direct network as its source, are refused."""
+def test_borrow_from_starts_a_scratch_network_of_another_architecture_from_its_layers(tmp_path):
+    """--borrow_from: a res-unet trained from scratch starts from (and, frozen, keeps) the
+    intensity curve of attention U-Net weights and takes their top floor (borrow "curve"), or
+    from every layer the two share, its residual modules passing their input on (borrow
+    "shared"); its best.pt records the source's SHA-256. --init weights with it, or a direct
+    network as its source, are refused."""
+    from gado_bids.model.networks import ResidualModule
     from gado_bids.model.weights import load_weights, save_weights
     from gado_bids.training.config import TrainConfig
-    from gado_bids.training.loop import train
+    from gado_bids.training.loop import _initial_model, train
     pairs = _toy_pairs_and_init(tmp_path)
     donor = build_model("attention-unet", 4, "enhancement", curve_top_floor=1.25)
     with torch.no_grad():
         donor.intensity_curve.raw_slopes.copy_(torch.linspace(0.5, -1.0, 16))
+        donor.head.weight.normal_()
     digest = save_weights(donor, tmp_path / "donor.pt", {
         "model": "attention-unet", "width": 4, "formulation": "enhancement",
         "curve_top_floor": 1.25})
-    config = TrainConfig(model="res-unet", width=4, curve_from=str(tmp_path / "donor.pt"),
+    config = TrainConfig(model="res-unet", width=4, borrow_from=str(tmp_path / "donor.pt"),
                          freeze_curve=True, epochs=1, crop_size=32, validation_subjects=["03"])
     summary = train(pairs, tmp_path / "run", config, torch.device("cpu"))
     model, meta, _ = load_weights(tmp_path / "run" / "best.pt")
-    assert meta["model"] == "res-unet" and meta["curve_from_sha256"] == digest
+    assert meta["model"] == "res-unet" and meta["borrow_from_sha256"] == digest
     assert model.intensity_curve.top_floor == meta["curve_top_floor"] == 1.25
-    donor_curve = load_weights(tmp_path / "donor.pt")[0].intensity_curve.state_dict()
+    donor = load_weights(tmp_path / "donor.pt")[0]
     for name, value in model.intensity_curve.state_dict().items():
-        assert torch.equal(value, donor_curve[name]), name
-    assert summary["config"]["curve_from_sha256"] == digest
+        assert torch.equal(value, donor.intensity_curve.state_dict()[name]), name
+    assert not torch.equal(model.head.weight, donor.head.weight)  # the curve only
+    assert summary["config"]["borrow_from_sha256"] == digest
+
+    shared, _ = _initial_model(TrainConfig(model="res-unet", width=4, borrow="shared",
+                                           borrow_from=str(tmp_path / "donor.pt")),
+                               torch.device("cpu"))
+    assert torch.equal(shared.head.weight, donor.head.weight)
+    assert torch.equal(shared.encoders[2][0][0].weight, donor.encoders[2][0][0].weight)
+    residual = [m for m in shared.modules() if isinstance(m, ResidualModule)]
+    assert residual and all(not m.body[-1].weight.any() for m in residual)
+    features = torch.randn(1, 4, 8, 8, 8).abs()
+    assert torch.equal(residual[0](features), features)  # non-negative input passes unchanged
+
     with pytest.raises(ValueError, match="bring their own"):
         train(pairs, tmp_path / "init", TrainConfig(init=str(tmp_path / "init.pt"),
-                                                    curve_from=str(tmp_path / "donor.pt"),
+                                                    borrow_from=str(tmp_path / "donor.pt"),
                                                     epochs=1, crop_size=32),
               torch.device("cpu"))
     save_weights(build_model("res-unet", 4, "direct"), tmp_path / "direct.pt",
                  {"model": "res-unet", "width": 4, "formulation": "direct"})
     with pytest.raises(ValueError, match="without an intensity curve"):
         train(pairs, tmp_path / "from-direct", TrainConfig(
-            model="res-unet", width=4, curve_from=str(tmp_path / "direct.pt"), epochs=1,
+            model="res-unet", width=4, borrow_from=str(tmp_path / "direct.pt"), epochs=1,
             crop_size=32), torch.device("cpu"))
