@@ -43,12 +43,13 @@ def session_figure(outputs: dict, path: Path, title: str):
             for _, cut in planes]
     height = sum(row[0].shape[0] for row in rows)
     width = sum(panel.shape[1] for panel in rows[0])
-    figure = plt.figure(figsize=(width / 100, (height + 60) / 100), dpi=100)
-    top = 1.0 - 30 / (height + 60)
+    margin = 80  # pixels above the panels: the figure's title, then the columns' titles
+    figure = plt.figure(figsize=(width / 100, (height + margin) / 100), dpi=100)
+    top = 1.0 - 50 / (height + margin)
     y = top
     for (plane_name, _), row in zip(planes, rows):
         x = 0.0
-        h = row[0].shape[0] / (height + 60)
+        h = row[0].shape[0] / (height + margin)
         for (name, _, _, colours), panel in zip(volumes, row):
             axis = figure.add_axes([x, y - h, panel.shape[1] / width, h])
             axis.imshow(panel, cmap=colours, vmin=0, vmax=1, interpolation="nearest")
