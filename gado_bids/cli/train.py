@@ -296,8 +296,7 @@ def main(argv=None) -> int:
             return 0
         device = resolve_device(args.device)
         pairs = [load_pair(p) for p in paths]
-        config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)
-                                if f.name != "borrow_from_sha256"})
+        config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
         command = "gadosynth-train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         summary = train(pairs, args.work_dir, config, device, command)
     except GadoError as error:

@@ -65,9 +65,9 @@ def bundle(work_dir: Path) -> dict:
     config = summary["config"]
     if config.get("curve_top_floor"):  # load_weights reads it from the file; shown here too
         manifest[model]["curve_top_floor"] = config["curve_top_floor"]
-    if config.get("borrow_from_sha256"):  # the weights whose layers this run started from
-        manifest[model]["borrow_from_sha256"] = config["borrow_from_sha256"]
-        manifest[model]["borrow"] = config.get("borrow", "curve")
+    if summary.get("borrow_from_sha256"):  # the weights whose layers this run started from
+        manifest[model]["borrow_from_sha256"] = summary["borrow_from_sha256"]
+        manifest[model]["borrow"] = summary["borrow"]
     split = work_dir / "split.json"
     if split.exists():
         split = json.loads(split.read_text())

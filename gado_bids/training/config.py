@@ -44,7 +44,6 @@ class TrainConfig:
     # architecture starts from that network's layers (with freeze_curve its curve is kept)
     borrow_from: str = ""
     borrow: str = "curve"  # curve | shared: the intensity curve only, or every shared layer
-    borrow_from_sha256: str = ""  # set by the run from borrow_from's file, not an option
     # > 0: from the normalisation's anchor up to this multiple of it, no curve slope below the one
     # under the anchor (IntensityCurve's top_floor)
     curve_top_floor: float = 0.0

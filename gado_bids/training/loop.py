@@ -64,13 +64,16 @@ def _model_output(model, inputs, descriptors=None, detach_curve=False):
 
 def _initial_model(config, device) -> tuple:
     """(model on device, config with the model, width and formulation of the weights it starts
-    from): fine-tuning takes those from the weights file, not from the options."""
+    from, what it borrowed - {} or the source's SHA-256 and what was taken - for best.pt's meta
+    and the summary): fine-tuning takes those from the weights file, not from the options."""
     if config.init == "scratch":
         model = build_model(config.model, config.width, config.formulation,
                             config.curve_top_floor)
+        borrowed = {}
         if config.borrow_from:
-            config = _borrow_layers(model, config)
-        return model.to(device), config
+            config, digest = _borrow_layers(model, config)
+            borrowed = {"borrow_from_sha256": digest, "borrow": config.borrow}
+        return model.to(device), config, borrowed
     if config.borrow_from:
         raise ValueError("borrow_from starts a network trained from scratch: --init weights "
                          "bring their own layers")
@@ -85,7 +88,7 @@ def _initial_model(config, device) -> tuple:
         if config.formulation != "enhancement":
             raise ValueError("curve_top_floor needs the enhancement formulation")
         model.intensity_curve.floor_top(config.curve_top_floor)
-    return model.to(device), config
+    return model.to(device), config, {}
 
 
 def _borrow_layers(model, config):
@@ -94,7 +97,7 @@ def _borrow_layers(model, config):
     its map on the curve the first validated, and the two differ by their maps), or every layer
     the two networks share by name and shape (borrow "shared"; the res-unet's residual modules,
     which the attention U-Net lacks, start as the identity, and the attention gates are left
-    out). Returns the config with the floor and the source's SHA-256 recorded."""
+    out). Returns (the config with the floor taken over, the source's SHA-256)."""
     if config.formulation != "enhancement":
         raise ValueError("borrow_from needs the enhancement formulation")
     if config.borrow not in ("curve", "shared"):
@@ -121,7 +124,7 @@ def _borrow_layers(model, config):
                  config.borrow_from)
     floor = config.curve_top_floor or meta.get("curve_top_floor", 0.0)
     model.intensity_curve.floor_top(floor)
-    return replace(config, curve_top_floor=floor, borrow_from_sha256=digest)
+    return replace(config, curve_top_floor=floor), digest
 
 
 def _train_epoch(state: TrainingState, data: TrainingData, device) -> float:
@@ -172,9 +175,7 @@ def _validate(state: TrainingState, data: TrainingData, device, out_dir: Path,
         save_weights(state.model, out_dir / "best.pt", {
             "model": config.model, "width": config.width, "formulation": config.formulation,
             "grid": GRIDS[config.formulation], "epoch": epoch, "val_loss": val_loss,
-            "loss": config.loss, "curve_top_floor": config.curve_top_floor,
-            **({"borrow_from_sha256": config.borrow_from_sha256, "borrow": config.borrow}
-               if config.borrow_from else {})})
+            "loss": config.loss, "curve_top_floor": config.curve_top_floor, **state.borrowed})
     return {"val_loss": val_loss, **{f"val_{k.lower()}": np.mean(
         [r["synthetic"][k] for r in results]) for k in ("MAE", "PSNR", "SSIM")}}
 
@@ -197,7 +198,7 @@ def _summary(state, data, device, out_dir, command, started) -> dict:
                "device": str(device), "hardware": platform.processor() or platform.machine(),
                "torch": torch.__version__, "train_subjects": data.train_subjects,
                "validation_subjects": data.validation_subjects, "steps": state.step,
-               "seconds_this_run": round(time.time() - started, 1)}
+               "seconds_this_run": round(time.time() - started, 1), **state.borrowed}
     if data.validation_pairs and (out_dir / "best.pt").exists():
         best_model, meta, _ = load_weights(out_dir / "best.pt", device=device)
         summary["best_epoch"] = meta["epoch"]
@@ -213,7 +214,7 @@ def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") 
     out_dir = Path(out_dir)
     (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    model, config = _initial_model(config, device)
+    model, config, borrowed = _initial_model(config, device)
     if config.tissue_trains_curve and (config.freeze_curve or config.tissue_weight <= 0):
         raise ValueError("tissue_trains_curve needs the tissue term and a curve that learns")
     if config.freeze_curve:
@@ -230,6 +231,7 @@ def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") 
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed 128^3 shapes: pick the fastest kernels
     state = TrainingState(model, config, device, len(data.train_pairs))
+    state.borrowed = borrowed  # derived from the options, not one: recomputed on resume
     last = out_dir / "checkpoints" / "last.pt"
     if last.exists():
         state.resume(last, device)

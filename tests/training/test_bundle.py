@@ -31,8 +31,8 @@ def run(tmp_path):
                                            "formulation": "enhancement", "grid": "1mm"})
     summary = {"command": f"gadosynth-train {dataset} {work} --seed 3", "device": "cpu",
                "config": {"model": "attention-unet", "width": 4, "seed": 3,
-                          "formulation": "enhancement", "curve_top_floor": 1.25,
-                          "borrow_from_sha256": "ab" * 32, "borrow": "shared"},
+                          "formulation": "enhancement", "curve_top_floor": 1.25},
+               "borrow_from_sha256": "ab" * 32, "borrow": "shared",
                "hardware": "x86_64", "torch": "2", "steps": 12, "best_epoch": 2,
                "train_subjects": ["01", "02"], "validation_subjects": ["03", "04"],
                "validation": [{"subject": "03", "evaluation": _evaluation("3D", 20.0)},

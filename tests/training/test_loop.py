@@ -197,11 +197,12 @@ def test_borrow_from_starts_a_scratch_network_of_another_architecture_from_its_l
     for name, value in model.intensity_curve.state_dict().items():
         assert torch.equal(value, donor.intensity_curve.state_dict()[name]), name
     assert not torch.equal(model.head.weight, donor.head.weight)  # the curve only
-    assert summary["config"]["borrow_from_sha256"] == digest
+    assert (summary["borrow_from_sha256"], summary["borrow"]) == (digest, "curve")
 
-    shared, _ = _initial_model(TrainConfig(model="res-unet", width=4, borrow="shared",
+    shared, _, borrowed = _initial_model(TrainConfig(model="res-unet", width=4, borrow="shared",
                                            borrow_from=str(tmp_path / "donor.pt")),
                                torch.device("cpu"))
+    assert borrowed == {"borrow_from_sha256": digest, "borrow": "shared"}
     assert torch.equal(shared.head.weight, donor.head.weight)
     assert torch.equal(shared.encoders[2][0][0].weight, donor.encoders[2][0][0].weight)
     residual = [m for m in shared.modules() if isinstance(m, ResidualModule)]
