@@ -230,8 +230,7 @@ def train(pairs, out_dir: Path, config: TrainConfig, device, command: str = "") 
     data = training_data(pairs, config, out_dir, model, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed 128^3 shapes: pick the fastest kernels
-    state = TrainingState(model, config, device, len(data.train_pairs))
-    state.borrowed = borrowed  # derived from the options, not one: recomputed on resume
+    state = TrainingState(model, config, device, len(data.train_pairs), borrowed)
     last = out_dir / "checkpoints" / "last.pt"
     if last.exists():
         state.resume(last, device)

@@ -18,8 +18,11 @@ class TrainingState:
     """Model, optimiser, schedule and counters: everything a checkpoint holds. epochs may be cut
     by a time limit (the learning-rate decay follows, through total_steps)."""
 
-    def __init__(self, model, config, device, n_train: int):
+    def __init__(self, model, config, device, n_train: int, borrowed: dict = None):
         self.model, self.config = model, config
+        # what a scratch model borrowed (loop._initial_model), for best.pt's meta and the
+        # summary: derived from the options, not checkpointed (recomputed on resume)
+        self.borrowed = borrowed or {}
         self.optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
         self.scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
         self.generator = torch.Generator().manual_seed(config.seed)
