@@ -7,7 +7,8 @@ level through gado_bids.metrics.evaluation) and prints Markdown: PSNR / MAE / SS
 resolution-matched for ce | clip | clip-and-blur | synthetic, sharpness synthetic/ce per axis,
 top end, and |V_real - V| per tissue with the segmentation's repeatability; then the means per
 reference class and overall, and per class whether the synthetic image beats the ce scan and the
-better baseline.
+better baseline; then, where the group level recorded it, each image's segmentation agreement
+with the real scan's (Dice per tissue) per subject and per class.
 """
 import argparse
 from pathlib import Path
@@ -97,6 +98,31 @@ def _class_table(sessions) -> str:
     return "\n".join(lines)
 
 
+def _agreement_table(sessions) -> str:
+    """Dice with the real scan's labels, ce -> synthetic, per subject then per class mean; empty
+    for group outputs made before the Dice was recorded."""
+    def dice(images, tissue, image):
+        value = images.get("volumes", {}).get(tissue, {}).get(f"dice_{image}", "n/a")
+        return None if value == "n/a" else float(value)
+    if all(dice(images, "GM", "ce") is None for images in sessions.values()):
+        return ""
+    lines = ["| subject or class | reference | n | Dice with the real labels, ce -> synthetic: "
+             "GM | WM | CSF |", "|---|---|---:|---|---|---|"]
+    classes = {}
+    for subject, images in sorted(sessions.items()):
+        reference_class = images["synthetic"]["reference_class"]
+        classes.setdefault(reference_class, []).append(images)
+        cells = [f"{dice(images, t, 'ce'):.3f} -> {dice(images, t, 'synthetic'):.3f}"
+                 for t in ("GM", "WM", "CSF")]
+        lines.append(f"| {subject} | {reference_class} | 1 | " + " | ".join(cells) + " |")
+    for name, chosen in sorted(classes.items()) + [("all", list(sessions.values()))]:
+        cells = [f"{np.mean([dice(s, t, 'ce') for s in chosen]):.3f} -> "
+                 f"{np.mean([dice(s, t, 'synthetic') for s in chosen]):.3f}"
+                 for t in ("GM", "WM", "CSF")]
+        lines.append(f"| mean | {name} | {len(chosen)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output_dir", type=Path)
@@ -109,6 +135,9 @@ def main(argv=None) -> int:
     print(f"## {args.grid} grid, {len(sessions)} session(s)\n")
     print(_subject_table(sessions) + "\n")
     print(_class_table(sessions))
+    agreement = _agreement_table(sessions)
+    if agreement:
+        print("\n" + agreement)
     return 0
 
 

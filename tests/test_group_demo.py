@@ -147,6 +147,35 @@ def test_segmentations_agree_with_the_template_tissues(demo_group_run, demo_bids
         assert sidecar["MaskErosionVoxels"] == tissues.MASK_EROSION_VOXELS
 
 
+def test_segmentation_agreement_is_the_dice_of_the_written_labels(demo_group_run, demo_bids):
+    """The volumes table's Dice of each image's labels with the real scan's is what the dseg files
+    on disk give; the statistics test it per tissue and the report prints those rows."""
+    _, output = demo_group_run
+    paths = group_paths(output)
+    rows = read_table(paths["volumes"])
+    for job in _jobs(demo_bids):
+        files = segmentation_paths(job, output)
+        real = np.asarray(nib.load(str(files["real"])).dataobj)
+        for image in ("ce", "synthetic"):
+            labels = np.asarray(nib.load(str(files[image])).dataobj)
+            for row in (r for r in rows if r["participant_id"] == f"sub-{job.subject}"):
+                index = tissues.LABELS[row["tissue"]]
+                ours, theirs = labels == index, real == index
+                dice = 2 * (ours & theirs).sum() / (ours.sum() + theirs.sum())
+                assert float(row[f"dice_{image}"]) == pytest.approx(dice, abs=6e-5)
+                assert 0.3 < dice <= 1.0, (job.key, image, row["tissue"])
+    agreement = [r for r in read_table(paths["statistics"])
+                 if r["table"] == "segmentation_agreement" and r["subset"] == "all"]
+    assert [r["measure"] for r in agreement] == ["CSF", "GM", "WM"]
+    table = next(t for t in _report_tables(paths["report"])
+                 if t[0][:3] == ["tissue", "Dice(ce, real)", "Dice(synthetic, real)"])
+    for line, stat in zip(table[1:], agreement):
+        synthetic = [float(r["dice_synthetic"]) for r in rows if r["tissue"] == stat["measure"]]
+        assert line[0] == stat["measure"] and line[4] == stat["p_bonferroni"]
+        assert line[2] == f"{stat['synthetic_mean']} ± {stat['synthetic_sd']}"
+        assert float(stat["synthetic_mean"]) == pytest.approx(np.mean(synthetic), abs=1e-4)
+
+
 def test_volumes_are_reported_against_the_simulation_truth(demo_group_run, demo_bids):
     """The demo records its anatomy (the template's tissue maps moved with the head): every
     session's truth is in the volumes table, summed from the maps brought onto the template

@@ -141,6 +141,23 @@ def volumes_cm3(labels: np.ndarray, voxel_volume_mm3: float = VOXEL_VOLUME_MM3) 
             for name, index in LABELS.items()}
 
 
+def dice_per_tissue(labels: np.ndarray, reference: np.ndarray) -> dict:
+    """Per tissue, the Dice overlap of an image's labels with the real scan's. Why beside the
+    volumes: two segmentations can have equal volumes and disagree voxel by voxel (a ce scan that
+    calls some real CSF grey matter and as much real grey matter CSF has no CSF volume error);
+    agreement with the real scan's segmentation is what a user of the image needs. None where
+    neither labels the tissue."""
+    labels, reference = np.asarray(labels), np.asarray(reference)
+    if labels.shape != reference.shape:
+        raise ValueError(f"labels of shape {labels.shape} against {reference.shape}")
+    result = {}
+    for name, index in LABELS.items():
+        mine, theirs = labels == index, reference == index
+        total = int(mine.sum()) + int(theirs.sum())
+        result[name] = 2.0 * int(np.logical_and(mine, theirs).sum()) / total if total else None
+    return result
+
+
 def probability_volumes_cm3(probabilities: dict, mask: np.ndarray,
                             voxel_volume_mm3: float = VOXEL_VOLUME_MM3) -> dict:
     """Volumes of tissue probability maps (a simulation's truth) where segment() labels: the

@@ -68,6 +68,11 @@ VOLUME_COLUMNS = {
     "abs_diff_ce_cm3": {"Description": "|V_real - V_ce|, template space", "Units": "cm3"},
     "abs_diff_synthetic_cm3": {"Description": "|V_real - V_synthetic|, template space",
                                "Units": "cm3"},
+    **{f"dice_{image}": f"Dice overlap of the {image} image's labels of this tissue with the "
+                        "real image's (2|A and B| / (|A| + |B|), same voxels, template space): "
+                        "agreement voxel by voxel, which equal volumes do not imply; n/a "
+                        "without a real non-contrast scan"
+       for image in ("ce", "synthetic")},
 }
 
 SUBSET = {"subset": "sessions summarised: all; reference:3D / reference:thick-slice (by the "
@@ -124,8 +129,9 @@ EVALUATION_SUMMARY_COLUMNS = {
 STATISTICS_COLUMNS = {
     **SUBSET,
     "table": "similarity (paper's Table 1, native grid, plain), similarity_matched (the same, "
-             "resolution-matched) or volume_error (paper's Table 2)",
-    "measure": "MAE, PSNR, SSIM, or a tissue (CSF, GM, WM) for |V_real - V|",
+             "resolution-matched), volume_error (paper's Table 2) or segmentation_agreement "
+             "(Dice of each tissue's labels with the real image's; higher is better)",
+    "measure": "MAE, PSNR, SSIM, or a tissue (CSF, GM, WM) for |V_real - V| or its Dice",
     "n": "sessions (pairs) in the test",
     "ce_mean": "mean over sessions, ce image vs real", "ce_sd": "sample SD (ddof 1)",
     "synthetic_mean": "mean over sessions, synthetic vs real", "synthetic_sd": "sample SD (ddof 1)",
@@ -145,7 +151,7 @@ SESSION_STATUS_COLUMNS = {
 }
 
 DECIMALS = {"MAE": 3, "PSNR": 3, "SSIM": 4, "cm3": 2, "p": 6, "t": 4, "scale": 5,
-            "sharpness": 4, "top_end_percent": 2, "blur": 3}
+            "sharpness": 4, "top_end_percent": 2, "blur": 3, "dice": 4}
 
 
 def format_value(value, decimals: int = 3) -> str:

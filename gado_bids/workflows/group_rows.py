@@ -45,7 +45,7 @@ def decimals(column) -> int:
         return DECIMALS["cm3"]
     for prefix, key in (("MAE", "MAE"), ("PSNR", "PSNR"), ("SSIM", "SSIM"),
                         ("sharpness", "sharpness"), ("top_end", "top_end_percent"),
-                        ("relative_blur", "blur")):
+                        ("relative_blur", "blur"), ("dice", "dice")):
         if column.startswith(prefix):
             return DECIMALS[key]
     return 3
@@ -107,6 +107,7 @@ def beats_ce(row, ce_row) -> bool:
 def volume_rows(ids, role, measures) -> list:
     rows = []
     template, native = measures["volumes_template_cm3"], measures["volumes_native_cm3"]
+    dice = measures.get("dice_with_real", {})
     for tissue in TISSUES:
         row = {**ids, "weights_role": role, "tissue": tissue,
                "reference_class": measures.get("reference_class", "n/a")}
@@ -121,6 +122,7 @@ def volume_rows(ids, role, measures) -> list:
             difference = (abs(template["real"][tissue] - template[image][tissue])
                           if "real" in template else None)
             row[f"abs_diff_{image}_cm3"] = difference
+            row[f"dice_{image}"] = dice.get(image, {}).get(tissue)
         rows.append(row)
     return rows
 
@@ -145,10 +147,15 @@ def statistics_rows(similarity_rows, volume_rows, evaluation_rows) -> list:
                 {t: [float(r[f"abs_diff_{image}_cm3"]) for r in volume_rows
                      if r["tissue"] == t and keep(r)]
                  for t in TISSUES} for image in ("ce", "synthetic")),
+            "segmentation_agreement": tuple(
+                {t: [float(r[f"dice_{image}"]) for r in volume_rows
+                     if r["tissue"] == t and keep(r) and r.get("dice_ce") is not None]
+                 for t in TISSUES} for image in ("ce", "synthetic")),
         }
         for table, (baseline, synthetic) in tables.items():
             for test in statistics.paired_tests(baseline, synthetic):
-                decimals = DECIMALS.get(test["measure"], DECIMALS["cm3"])
+                decimals = DECIMALS["dice"] if table == "segmentation_agreement" else \
+                    DECIMALS.get(test["measure"], DECIMALS["cm3"])
                 if not test["n"]:
                     continue
                 rows.append({

@@ -56,6 +56,7 @@ def _settings() -> dict:
     return {"gadosynth": __version__, **tissues.segmentation_settings(),
             "SegmentationGrid": tissues.GRID,
             "SegmentationVoxel_mm3": round(tissues.VOXEL_VOLUME_MM3, 4),
+            "SegmentationAgreement": "Dice of each tissue's hard labels with the real image's",
             "Repeatability": {"ShiftVoxels": tissues.REPEAT_SHIFT_VOXELS,
                               "NoiseFraction": tissues.REPEAT_NOISE_FRACTION},
             "SSIMSigma": similarity.SSIM_SIGMA, "DataRange": similarity.DATA_RANGE,
@@ -157,10 +158,12 @@ def _session_thumbnail(volumes, mask) -> str:
 def _segment_images(job, output_dir, outputs, volumes, mask, fingerprint, seed, provenance,
                     result):
     """Each image segmented (the dseg files written with their sources), its volumes in the
-    template and the native grid; then the real scan's repeatability copy."""
+    template and the native grid and its labels' agreement with the real image's; then the real
+    scan's repeatability copy."""
     native_scale = tissues.template_to_native_scale(outputs["ce_xfm"])
     result["template_to_native_scale"] = native_scale
     mask_keys = ["ce_mask"] + (["ref_mask"] if "real" in volumes else [])
+    labels_of = {}
     for image, image_key in IMAGE_OUTPUTS.items():
         if image not in volumes:
             continue
@@ -169,11 +172,16 @@ def _segment_images(job, output_dir, outputs, volumes, mask, fingerprint, seed, 
         uris = [f"bids::{Path(p).relative_to(output_dir).as_posix()}" for p in sources]
         labels, seconds = _segmentation(job, output_dir, image, volumes[image], mask,
                                         uris, sources_sha, seed, provenance)
+        labels_of[image] = labels
         template_volumes = tissues.volumes_cm3(labels)
         result["volumes_template_cm3"][image] = template_volumes
         result["volumes_native_cm3"][image] = {k: v * native_scale
                                                for k, v in template_volumes.items()}
         result["segmentation_seconds"][image] = seconds
+    if "real" in labels_of:
+        result["dice_with_real"] = {image: tissues.dice_per_tissue(labels_of[image],
+                                                                   labels_of["real"])
+                                    for image in ("ce", "synthetic")}
     if job.truth_tissue_maps:
         truth = {tissue: native_to_crop(nib.load(str(path)), [str(outputs["ce_xfm"])])
                  for tissue, path in job.truth_tissue_maps.items()}

@@ -36,6 +36,23 @@ def test_volumes_count_hard_labels():
     assert tissues.volumes_cm3(labels) == {"CSF": 0.2, "GM": 0.3, "WM": 0.4}
 
 
+def test_dice_sees_disagreement_that_equal_volumes_hide():
+    """Reference: CSF in slabs 0-1, GM 2-4, WM 5-8. The other labelling swaps slab 1 (CSF -> GM)
+    and slab 2 (GM -> CSF): every volume is the same, CSF overlaps in 1 of 2 slabs, GM in 2 of 3."""
+    reference = np.zeros((10, 4, 4), np.uint8)
+    reference[:2], reference[2:5], reference[5:9] = (tissues.LABELS[t] for t in ("CSF", "GM", "WM"))
+    swapped = reference.copy()
+    swapped[1], swapped[2] = tissues.LABELS["GM"], tissues.LABELS["CSF"]
+    assert tissues.volumes_cm3(swapped) == tissues.volumes_cm3(reference)
+    dice = tissues.dice_per_tissue(swapped, reference)
+    assert dice == {"CSF": pytest.approx(0.5), "GM": pytest.approx(2 / 3), "WM": 1.0}
+    assert tissues.dice_per_tissue(reference, reference) == {"CSF": 1.0, "GM": 1.0, "WM": 1.0}
+    no_csf = np.where(reference == tissues.LABELS["CSF"], 0, reference).astype(np.uint8)
+    assert tissues.dice_per_tissue(no_csf, no_csf)["CSF"] is None  # nothing to agree on
+    with pytest.raises(ValueError, match="shape"):
+        tissues.dice_per_tissue(reference, reference[:5])
+
+
 def test_segmentation_mask_leaves_out_the_outer_layers():
     """A 20^3 cube loses MASK_EROSION_VOXELS layers on every face (6-connected erosion)."""
     mask = np.zeros((30, 30, 30), bool)

@@ -34,6 +34,7 @@ def test_report_names_every_session_and_why_one_is_left_out(tmp_path):
     assert page.count('class="thumb"') == 1 and 'href="#images-sub-1_ce"' in page
     assert 'href="sub-2.html">QC page</a>' in page  # no thumbnail: the QC page instead
     assert "Bland-Altman" in page and "Table 2" in page
+    assert ">Dice(synthetic, real)</th>" in page and ">0.9300 ± 0.0100<" in page
 
 
 def test_report_without_pairs_says_there_is_nothing_to_compare(tmp_path):
