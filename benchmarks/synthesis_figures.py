@@ -2,12 +2,16 @@
 planes, from a participant-level output (the model card's figures; look at them).
 
     python benchmarks/synthesis_figures.py BIDS_DIR OUTPUT_DIR FIGURES_DIR --subjects 004 009 ...
+        [--labels]
 
 Per session, one PNG: rows axial and coronal through the brain's centre of mass (shifted up
 20 mm axially, where cortex and white matter fill the slice), columns ce input, synthetic, real
 non-contrast (all on the cropped 1 mm template grid, normalised scale 0-1), and the removed
 enhancement (0-0.3). Voxels are drawn as 2x2 pixel blocks, never interpolated, so blur in the
-figure is blur in the image.
+figure is blur in the image. With --labels (after the group level), a second PNG per session:
+the real, ce and synthetic images above the group level's GM / WM / CSF labels of each, in two
+axial planes (20 mm above and 25 mm below the centre of mass: cortex, then temporal lobes and
+posterior fossa), to see where the segmentations differ.
 """
 import argparse
 from pathlib import Path
@@ -63,6 +67,47 @@ def session_figure(outputs: dict, path: Path, title: str):
     plt.close(figure)
 
 
+LABEL_COLOURS = ("black", "#3060ff", "#a0a0a0", "white")  # background, CSF, GM, WM
+
+
+def labels_figure(outputs: dict, labels: dict, path: Path, title: str):
+    """Rows per plane: the three images, then their labels; columns real, ce, synthetic."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    load = lambda p: np.asarray(nib.load(str(p)).dataobj, np.float32)  # noqa: E731
+    images = [("real non-contrast", load(outputs["ref_crop"]), load(labels["real"])),
+              ("ce input", load(outputs["ce_crop"]), load(labels["ce"])),
+              ("synthetic", load(outputs["synthetic_crop"]), load(labels["synthetic"]))]
+    centre = np.argwhere(load(outputs["ce_mask"]) > 0).mean(axis=0).astype(int)
+    rows = []
+    for offset in (20, -25):
+        k = int(np.clip(centre[2] + offset, 0, images[0][1].shape[2] - 1))
+        rows.append(([_blocks(image[:, :, k], 0, 1) for _, image, _ in images], "gray", k))
+        rows.append(([_blocks(label[:, :, k], 0, 3) for _, _, label in images],
+                     ListedColormap(LABEL_COLOURS), k))
+    height = sum(row[0].shape[0] for row, _, _ in rows)
+    width = sum(panel.shape[1] for panel in rows[0][0])
+    margin = 80
+    figure = plt.figure(figsize=(width / 100, (height + margin) / 100), dpi=100)
+    y = 1.0 - 50 / (height + margin)
+    for index, (row, colours, _) in enumerate(rows):
+        x, h = 0.0, row[0].shape[0] / (height + margin)
+        for (name, _, _), panel in zip(images, row):
+            axis = figure.add_axes([x, y - h, panel.shape[1] / width, h])
+            axis.imshow(panel, cmap=colours, vmin=0, vmax=1, interpolation="nearest")
+            axis.set_axis_off()
+            if index == 0:
+                axis.set_title(name, fontsize=9)
+            x += panel.shape[1] / width
+        y -= h
+    figure.suptitle(title + f" (axial slices {rows[0][2]} and {rows[2][2]})", fontsize=10,
+                    y=0.995)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,6 +115,8 @@ def main():
     parser.add_argument("output_dir", type=Path)
     parser.add_argument("figures_dir", type=Path)
     parser.add_argument("--subjects", nargs="+", required=True)
+    parser.add_argument("--labels", action="store_true",
+                        help="also the group level's labels of each image (run it first)")
     args = parser.parse_args()
     args.figures_dir.mkdir(parents=True, exist_ok=True)
     selection = select_scans(open_layout(args.bids_dir), participant_labels=args.subjects)
@@ -80,6 +127,14 @@ def main():
                            f"sub-{subject}: ce input | synthetic | real non-contrast | removed "
                            "enhancement (1 mm, voxels as 2x2 pixel blocks)")
             print(path)
+            if args.labels:
+                from gado_bids.workflows.session_measures import segmentation_paths
+                labels = segmentation_paths(job, args.output_dir)
+                path = args.figures_dir / f"sub-{subject}_labels.png"
+                labels_figure(spec.predict(job, args.output_dir), labels, path,
+                              f"sub-{subject}: images and their GM / WM / CSF labels "
+                              "(CSF blue, GM grey, WM white; 1 mm, 2x2 pixel blocks)")
+                print(path)
 
 
 if __name__ == "__main__":
