@@ -94,13 +94,16 @@ def _curve_arguments(parser):
                             "one-sided cut biases the curve bright; see the model card) or "
                             "after_map (each scan's own voxels, the ce scan's less the map of "
                             "the --init weights)")
-    group.add_argument("--curve_pairs", choices=["all", "gadolinium-only"],
+    group.add_argument("--curve_pairs", choices=["all", "gadolinium-only", "3D"],
                        default=DEFAULTS.curve_pairs,
                        help="training pairs whose contrast the quantile curve learns: all "
-                            "(default, the bundled weights' recipe) or gadolinium-only (those "
+                            "(default, the bundled weights' recipe), gadolinium-only (those "
                             "whose reference has the larger grey/white gap, as a pre-contrast "
                             "scan of the ce scan's sequence has; the others differ by sequence "
-                            "too). Sharp targets keep their identity term either way")
+                            "too) or 3D (those whose reference is a sharp 3D scan, among the "
+                            "pairs crops come from: thick-slice references brighten thin CSF "
+                            "by partial volume). Sharp targets keep their identity term either "
+                            "way")
     group.add_argument("--training_pairs", choices=["all", "gadolinium-only"],
                        default=DEFAULTS.training_pairs,
                        help="real pairs training crops come from: all (default) or "

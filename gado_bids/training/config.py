@@ -33,8 +33,9 @@ class TrainConfig:
     comparison_blur: float = 0.0  # sigma (voxels) averaging both images before the voxel error
     curve_loss: str = "quantile"  # quantile | mse: how the intensity curve learns (see below)
     curve_voxels: str = "all"  # all | unenhanced | after_map: what the quantile loss matches
-    # all | gadolinium-only: the pairs whose ce -> reference distribution the curve learns
-    # (training/contrast.py); sharp targets keep their identity term either way
+    # all | gadolinium-only | 3D: the pairs whose ce -> reference distribution the curve learns
+    # (training/contrast.py; 3D: those with a sharp 3D reference, among the training pairs);
+    # sharp targets keep their identity term either way
     curve_pairs: str = "all"
     # all | gadolinium-only: the real pairs training crops come from (gadolinium-only implies the
     # curve's); simulated samples are built on the 3D pairs among them

@@ -223,6 +223,13 @@ def training_data(pairs, config, out_dir: Path, initial_model=None, device="cpu"
         if config.training_pairs == "gadolinium-only":
             train_pairs = [p for p in train_pairs if p.name in chosen]
             record["training_pairs"] = record["curve_pairs"]
+    if config.curve_pairs == "3D":
+        if config.formulation != "enhancement" or config.curve_loss != "quantile":
+            raise ValueError("3D curve pairs need the enhancement formulation's quantile curve")
+        chosen = {p.name for p in train_pairs if p.reference_class == "3D"}
+        if not chosen:
+            raise ValueError("no training pair has a sharp 3D reference for the curve to learn")
+        record["curve_pairs"] = sorted(p.subject for p in train_pairs if p.name in chosen)
     data = TrainingData(train_subjects, validation_subjects, classes, train_pairs,
                         [p for p in pairs if p.subject in validation_subjects],
                         [p for p in train_pairs if p.reference_class == "3D"],

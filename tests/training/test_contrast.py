@@ -76,9 +76,9 @@ def test_the_curve_learns_the_contrast_of_the_matched_pairs_only():
 
 
 def test_a_run_records_and_keeps_the_gadolinium_only_pairs(tmp_path, monkeypatch):
-    """training_data: with curve_pairs the curve learns from the gadolinium-only pairs and the
-    crops still come from all; with training_pairs only those are trained on; split.json
-    records both gaps per training subject and the pairs chosen."""
+    """training_data: with curve_pairs the curve learns from the gadolinium-only pairs (or the 3D
+    ones) and the crops still come from all; with training_pairs only those are trained on;
+    split.json records both gaps per training subject and the pairs chosen."""
     import json
     from dataclasses import replace
     from gado_bids.metrics import tissues
@@ -106,3 +106,16 @@ def test_a_run_records_and_keeps_the_gadolinium_only_pairs(tmp_path, monkeypatch
     assert json.loads((tmp_path / "split.json").read_text())["training_pairs"] == ["01", "03"]
     with pytest.raises(ValueError, match="quantile curve"):
         training_data(pairs, replace(config, curve_loss="mse"), tmp_path)
+    sharp = [replace(p, reference_class="3D" if p.subject in ("02", "03") else "thick-slice")
+             for p in pairs]
+    data = training_data(sharp, replace(config, curve_pairs="3D"), tmp_path)
+    assert [p.subject for p in data.train_pairs] == ["01", "02", "03"]  # crops from all
+    assert data.curve_pairs == {"sub-02", "sub-03"}
+    assert json.loads((tmp_path / "split.json").read_text())["curve_pairs"] == ["02", "03"]
+    data = training_data(sharp, replace(config, curve_pairs="3D",
+                                        training_pairs="gadolinium-only"), tmp_path)
+    assert [p.subject for p in data.train_pairs] == ["01", "03"]  # 3D among those trained on
+    assert data.curve_pairs == {"sub-03"}
+    with pytest.raises(ValueError, match="sharp 3D reference"):
+        training_data([replace(p, reference_class="thick-slice") for p in pairs],
+                      replace(config, curve_pairs="3D"), tmp_path)
