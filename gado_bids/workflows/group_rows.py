@@ -149,7 +149,8 @@ def statistics_rows(similarity_rows, volume_rows, evaluation_rows) -> list:
                  for t in TISSUES} for image in ("ce", "synthetic")),
             "segmentation_agreement": tuple(
                 {t: [float(r[f"dice_{image}"]) for r in volume_rows
-                     if r["tissue"] == t and keep(r) and r.get("dice_ce") is not None]
+                     if r["tissue"] == t and keep(r) and r.get("dice_ce") is not None
+                     and r.get("dice_synthetic") is not None]  # paired: both or neither
                  for t in TISSUES} for image in ("ce", "synthetic")),
         }
         for table, (baseline, synthetic) in tables.items():

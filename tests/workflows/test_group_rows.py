@@ -124,6 +124,11 @@ def test_statistics_per_subset_from_unrounded_values(rows):
     assert (agreement["all"]["ce_mean"], agreement["all"]["synthetic_mean"]) == \
         ("0.8967", "0.9300")  # Dice at its own decimals, not the volumes' two
     assert agreement["reference:3D"]["n"] == "2" and float(agreement["all"]["t"]) < 0
+    unpaired = [dict(r, dice_synthetic=None) if r["ce_scan"] == "sub-1_ce.nii.gz" else r
+                for r in volumes]  # a tissue neither the real nor the synthetic image labels
+    agreement = next(r for r in group_rows.statistics_rows(similarity, unpaired, evaluation)
+                     if r["table"] == "segmentation_agreement" and r["subset"] == "all")
+    assert agreement["n"] == "2"  # that session is left out of the pairs, not a crash
 
 
 def test_formatted_rounds_each_column_by_its_kind():
