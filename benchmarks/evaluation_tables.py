@@ -112,13 +112,17 @@ def _agreement_table(sessions) -> str:
     for subject, images in sorted(sessions.items()):
         reference_class = images["synthetic"]["reference_class"]
         classes.setdefault(reference_class, []).append(images)
-        cells = [f"{dice(images, t, 'ce'):.3f} -> {dice(images, t, 'synthetic'):.3f}"
+        cells = [" -> ".join("n/a" if v is None else f"{v:.3f}"
+                             for v in (dice(images, t, "ce"), dice(images, t, "synthetic")))
                  for t in ("GM", "WM", "CSF")]
         lines.append(f"| {subject} | {reference_class} | 1 | " + " | ".join(cells) + " |")
     for name, chosen in sorted(classes.items()) + [("all", list(sessions.values()))]:
-        cells = [f"{np.mean([dice(s, t, 'ce') for s in chosen]):.3f} -> "
-                 f"{np.mean([dice(s, t, 'synthetic') for s in chosen]):.3f}"
-                 for t in ("GM", "WM", "CSF")]
+        paired = {t: [s for s in chosen if None not in (dice(s, t, "ce"),
+                                                        dice(s, t, "synthetic"))]
+                  for t in ("GM", "WM", "CSF")}
+        cells = [f"{np.mean([dice(s, t, 'ce') for s in paired[t]]):.3f} -> "
+                 f"{np.mean([dice(s, t, 'synthetic') for s in paired[t]]):.3f}"
+                 if paired[t] else "n/a" for t in ("GM", "WM", "CSF")]
         lines.append(f"| mean | {name} | {len(chosen)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
