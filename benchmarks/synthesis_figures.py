@@ -30,35 +30,25 @@ def _blocks(plane: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.kron(np.rot90(grey), np.ones((SCALE, SCALE)))
 
 
-def session_figure(outputs: dict, path: Path, title: str):
+def _save_grid(rows, column_names, title: str, path: Path):
+    """Rows of (panels already in 0-1, colour map) drawn at one screen pixel per block pixel,
+    the column names above the first row and the title above them."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    load = lambda key: nib.load(str(outputs[key])).get_fdata(dtype=np.float32)  # noqa: E731
-    volumes = [("ce input", load("ce_crop"), (0, 1), "gray"),
-               ("synthetic", load("synthetic_crop"), (0, 1), "gray"),
-               ("real non-contrast", load("ref_crop"), (0, 1), "gray"),
-               ("removed enhancement", load("enhancement_crop"), (0, 0.3), "inferno")]
-    mask = load("ce_mask") > 0
-    centre = np.argwhere(mask).mean(axis=0).astype(int)
-    planes = [("axial", lambda v: v[:, :, min(centre[2] + 20, v.shape[2] - 1)]),
-              ("coronal", lambda v: v[:, centre[1], :])]
-    rows = [[_blocks(cut(volume), *limits) for _, volume, limits, _ in volumes]
-            for _, cut in planes]
-    height = sum(row[0].shape[0] for row in rows)
-    width = sum(panel.shape[1] for panel in rows[0])
+    height = sum(panels[0].shape[0] for panels, _ in rows)
+    width = sum(panel.shape[1] for panel in rows[0][0])
     margin = 80  # pixels above the panels: the figure's title, then the columns' titles
     figure = plt.figure(figsize=(width / 100, (height + margin) / 100), dpi=100)
-    top = 1.0 - 50 / (height + margin)
-    y = top
-    for (plane_name, _), row in zip(planes, rows):
-        x = 0.0
-        h = row[0].shape[0] / (height + margin)
-        for (name, _, _, colours), panel in zip(volumes, row):
+    y = 1.0 - 50 / (height + margin)
+    for index, (panels, colours) in enumerate(rows):
+        x, h = 0.0, panels[0].shape[0] / (height + margin)
+        for column, (name, panel) in enumerate(zip(column_names, panels)):
             axis = figure.add_axes([x, y - h, panel.shape[1] / width, h])
-            axis.imshow(panel, cmap=colours, vmin=0, vmax=1, interpolation="nearest")
+            colour = colours[column] if isinstance(colours, (list, tuple)) else colours
+            axis.imshow(panel, cmap=colour, vmin=0, vmax=1, interpolation="nearest")
             axis.set_axis_off()
-            if plane_name == "axial":
+            if index == 0:
                 axis.set_title(name, fontsize=9)
             x += panel.shape[1] / width
         y -= h
@@ -67,45 +57,41 @@ def session_figure(outputs: dict, path: Path, title: str):
     plt.close(figure)
 
 
+def session_figure(outputs: dict, path: Path, title: str):
+    load = lambda key: nib.load(str(outputs[key])).get_fdata(dtype=np.float32)  # noqa: E731
+    volumes = [("ce input", load("ce_crop"), (0, 1), "gray"),
+               ("synthetic", load("synthetic_crop"), (0, 1), "gray"),
+               ("real non-contrast", load("ref_crop"), (0, 1), "gray"),
+               ("removed enhancement", load("enhancement_crop"), (0, 0.3), "inferno")]
+    centre = np.argwhere(load("ce_mask") > 0).mean(axis=0).astype(int)
+    planes = [lambda v: v[:, :, min(centre[2] + 20, v.shape[2] - 1)],  # axial
+              lambda v: v[:, centre[1], :]]  # coronal
+    colours = [colour for _, _, _, colour in volumes]
+    rows = [([_blocks(cut(volume), *limits) for _, volume, limits, _ in volumes], colours)
+            for cut in planes]
+    _save_grid(rows, [name for name, _, _, _ in volumes], title, path)
+
+
 LABEL_COLOURS = ("black", "#3060ff", "#a0a0a0", "white")  # background, CSF, GM, WM
 
 
 def labels_figure(outputs: dict, labels: dict, path: Path, title: str):
     """Rows per plane: the three images, then their labels; columns real, ce, synthetic."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     load = lambda p: np.asarray(nib.load(str(p)).dataobj, np.float32)  # noqa: E731
     images = [("real non-contrast", load(outputs["ref_crop"]), load(labels["real"])),
               ("ce input", load(outputs["ce_crop"]), load(labels["ce"])),
               ("synthetic", load(outputs["synthetic_crop"]), load(labels["synthetic"]))]
     centre = np.argwhere(load(outputs["ce_mask"]) > 0).mean(axis=0).astype(int)
-    rows = []
+    rows, slices = [], []
     for offset in (20, -25):
         k = int(np.clip(centre[2] + offset, 0, images[0][1].shape[2] - 1))
-        rows.append(([_blocks(image[:, :, k], 0, 1) for _, image, _ in images], "gray", k))
+        slices.append(k)
+        rows.append(([_blocks(image[:, :, k], 0, 1) for _, image, _ in images], "gray"))
         rows.append(([_blocks(label[:, :, k], 0, 3) for _, _, label in images],
-                     ListedColormap(LABEL_COLOURS), k))
-    height = sum(row[0].shape[0] for row, _, _ in rows)
-    width = sum(panel.shape[1] for panel in rows[0][0])
-    margin = 80
-    figure = plt.figure(figsize=(width / 100, (height + margin) / 100), dpi=100)
-    y = 1.0 - 50 / (height + margin)
-    for index, (row, colours, _) in enumerate(rows):
-        x, h = 0.0, row[0].shape[0] / (height + margin)
-        for (name, _, _), panel in zip(images, row):
-            axis = figure.add_axes([x, y - h, panel.shape[1] / width, h])
-            axis.imshow(panel, cmap=colours, vmin=0, vmax=1, interpolation="nearest")
-            axis.set_axis_off()
-            if index == 0:
-                axis.set_title(name, fontsize=9)
-            x += panel.shape[1] / width
-        y -= h
-    figure.suptitle(title + f" (axial slices {rows[0][2]} and {rows[2][2]})", fontsize=10,
-                    y=0.995)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+                     ListedColormap(LABEL_COLOURS)))
+    _save_grid(rows, [name for name, _, _ in images],
+               title + f" (axial slices {slices[0]} and {slices[1]})", path)
 
 
 def main():
