@@ -162,11 +162,16 @@ class TrainingData:
     tissue_cores: np.ndarray = None  # config.tissue_cores on the pairs' grid (tissue term)
 
 
+def _require_quantile_curve(config, what: str):
+    """Choosing the pairs a curve learns from means something only for the quantile curve."""
+    if config.formulation != "enhancement" or config.curve_loss != "quantile":
+        raise ValueError(f"{what} need the enhancement formulation's quantile curve")
+
+
 def _gadolinium_only_pairs(config, train_pairs) -> tuple:
     """(names of the training pairs whose reference differs from the ce scan by gadolinium
     alone, subject -> [reference gap, ce gap]): the curve learns its contrast from those."""
-    if config.formulation != "enhancement" or config.curve_loss != "quantile":
-        raise ValueError("gadolinium-only pairs need the enhancement formulation's quantile curve")
+    _require_quantile_curve(config, "gadolinium-only pairs")
     priors = dict(zip(tissues.TISSUES, tissues.template_priors()))
     contrasts = {p.name: pair_contrast(p, priors) for p in train_pairs}
     chosen = {name for name, contrast in contrasts.items() if contrast.gadolinium_only}
@@ -219,16 +224,15 @@ def training_data(pairs, config, out_dir: Path, initial_model=None, device="cpu"
     chosen = None
     if "gadolinium-only" in (config.curve_pairs, config.training_pairs):
         chosen, record["grey_white_gap"] = _gadolinium_only_pairs(config, train_pairs)
-        record["curve_pairs"] = sorted(p.subject for p in train_pairs if p.name in chosen)
         if config.training_pairs == "gadolinium-only":
             train_pairs = [p for p in train_pairs if p.name in chosen]
-            record["training_pairs"] = record["curve_pairs"]
-    if config.curve_pairs == "3D":
-        if config.formulation != "enhancement" or config.curve_loss != "quantile":
-            raise ValueError("3D curve pairs need the enhancement formulation's quantile curve")
+            record["training_pairs"] = sorted(p.subject for p in train_pairs)
+    if config.curve_pairs == "3D":  # among the pairs crops come from
+        _require_quantile_curve(config, "3D curve pairs")
         chosen = {p.name for p in train_pairs if p.reference_class == "3D"}
         if not chosen:
             raise ValueError("no training pair has a sharp 3D reference for the curve to learn")
+    if chosen is not None:
         record["curve_pairs"] = sorted(p.subject for p in train_pairs if p.name in chosen)
     data = TrainingData(train_subjects, validation_subjects, classes, train_pairs,
                         [p for p in pairs if p.subject in validation_subjects],
