@@ -4,7 +4,8 @@ and the map of the enhancement it removed.
 Weights of the enhancement formulation (networks.py; gadosynth >= 0.2) run fully convolutionally
 on the 1 mm cropped template grid, padded to the network's multiple; their intensity curve is
 also exposed (map_intensities) so the native-grid image can be composed from the native ce scan
-itself (workflows.scan). Weights of the direct formulation (gadosynth 0.1, the paper's) run on
+itself (workflows.scan); weights that carry a grey-matter blood-pool level also remove that
+smooth term and count it in the map (blood_pool.py). Weights of the direct formulation (gadosynth 0.1, the paper's) run on
 the 128^3 grid and are interpolated back; their "removed enhancement" is what they darkened.
 
 The model is loaded once per run. On CPU it runs in fp32 (bf16 is ~200x slower on our AVX2 CPUs)
@@ -22,6 +23,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from gado_bids.model import blood_pool
 from gado_bids.model import weights as weights_io
 from gado_bids.model.networks import intensity_descriptor
 from gado_bids.preprocessing import grids
@@ -38,16 +40,25 @@ class Synthesis:
 
 
 @torch.no_grad()
-def run_network(model, volume: np.ndarray, device, reduced: bool = False) -> tuple:
+def run_network(model, volume: np.ndarray, device, reduced: bool = False,
+                extra_enhancement: Optional[np.ndarray] = None) -> tuple:
     """(image clipped to [0, 1], enhancement map or None) of one volume on the network's own
-    grid: the one inference path, for the participant level and training's validation."""
+    grid: the one inference path, for the participant level and training's validation.
+    extra_enhancement (enhancement formulation, same grid): removed besides the map and counted
+    in it (the weights' blood-pool term, blood_pool.py)."""
     model.eval()
     tensor = torch.from_numpy(np.ascontiguousarray(volume, np.float32))[None, None].to(device)
     with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=reduced):
         if getattr(model, "formulation", "direct") == "enhancement":
             mapped, enhancement = model.decompose(tensor)
-            output, enhancement = mapped.float() - enhancement.float(), enhancement.float()
+            enhancement = enhancement.float()
+            if extra_enhancement is not None:
+                enhancement = enhancement + torch.from_numpy(np.ascontiguousarray(
+                    extra_enhancement, np.float32))[None, None].to(enhancement.device)
+            output = mapped.float() - enhancement
         else:
+            if extra_enhancement is not None:
+                raise ValueError("extra_enhancement needs the enhancement formulation")
             output, enhancement = model(tensor).float(), None
     image = output.clamp(0, 1)[0, 0].cpu().numpy()
     return image, None if enhancement is None else enhancement[0, 0].cpu().numpy()
@@ -69,6 +80,14 @@ class Synthesiser:
         self.provenance = {"Model": meta["model"], "ModelWidth": meta["width"],
                            "Formulation": self.formulation, "NetworkGrid": self.grid,
                            "Weights": source, "WeightsSha256": digest, "Device": str(device)}
+        self.blood_pool_term = None
+        if blood_pool.level(meta):
+            if self.formulation != "enhancement" or self.grid != "1mm":
+                raise ValueError(f"{source}: a grey-matter blood-pool level needs the "
+                                 "enhancement formulation on the 1 mm grid")
+            self.blood_pool_term = blood_pool.enhancement_term(blood_pool.level(meta))
+        if self.formulation == "enhancement":
+            self.provenance["GreyMatterEnhancement"] = blood_pool.level(meta)
         self.reduced_precision = device.type == "cuda"
         self._checked = False
         if device.type == "cpu":
@@ -79,7 +98,7 @@ class Synthesiser:
         return "bf16-autocast" if self.reduced_precision else "fp32"
 
     def _forward(self, volume: np.ndarray, reduced: bool) -> tuple:
-        return run_network(self.model, volume, self.device, reduced)
+        return run_network(self.model, volume, self.device, reduced, self.blood_pool_term)
 
     def _network_input(self, crop: np.ndarray) -> np.ndarray:
         return grids.pad_crop(crop) if self.grid == "1mm" else grids.crop_to_network(crop)
