@@ -40,10 +40,24 @@ def training_dataset_name(command: str) -> str:
     return json.loads(description.read_text()).get("Name", "")
 
 
+def _fitted_blood_pool(work_dir: Path) -> dict:
+    """blood_pool.json when training/blood_pool.py ran on this best.pt ({} when it never ran);
+    checked before anything is copied, so a stale record cannot be bundled."""
+    path = work_dir / "blood_pool.json"
+    if not path.exists():
+        return {}
+    fitted = json.loads(path.read_text())
+    if fitted["weights_sha256"] != hashing.sha256_of(work_dir / "best.pt"):
+        raise ValueError(f"{path} was fitted on other weights than {work_dir / 'best.pt'}: "
+                         "run training.blood_pool again")
+    return fitted
+
+
 def bundle(work_dir: Path) -> dict:
     work_dir = Path(work_dir)
     summary = json.loads((work_dir / "summary.json").read_text())
     model = summary["config"]["model"]
+    fitted = _fitted_blood_pool(work_dir)
     BUNDLED_DIR.mkdir(parents=True, exist_ok=True)
     target = BUNDLED_DIR / f"{model}.pt"
     with atomic.atomic_path(target) as temporary:
@@ -68,6 +82,9 @@ def bundle(work_dir: Path) -> dict:
     if summary.get("borrow_from_sha256"):  # the weights whose layers this run started from
         manifest[model]["borrow_from_sha256"] = summary["borrow_from_sha256"]
         manifest[model]["borrow"] = summary["borrow"]
+    if fitted:
+        manifest[model]["grey_matter_enhancement"] = fitted["grey_matter_enhancement"]
+        manifest[model]["grey_matter_enhancement_pairs"] = [p["subject"] for p in fitted["pairs"]]
     split = work_dir / "split.json"
     if split.exists():
         split = json.loads(split.read_text())

@@ -70,3 +70,22 @@ def test_model_card_table_gives_each_subject_and_each_class(run):
     assert lines[2].endswith("| 0.900 |")  # the weakest axis
     assert "| **mean** (n=1) | thick-slice | 22.00 / 22.50" in table
     assert lines[-1].startswith("| **mean** (n=2) | all | 21.00 / 21.50")
+
+
+def test_bundle_records_a_fitted_blood_pool_level_only_for_the_weights_it_was_fitted_on(
+        run, tmp_path, monkeypatch):
+    bundled = tmp_path / "weights"
+    monkeypatch.setattr(bundle, "BUNDLED_DIR", bundled)
+    monkeypatch.setattr(bundle, "MANIFEST", bundled / "manifest.json")
+    record = {"grey_matter_enhancement": 0.0125, "weights_sha256": hashing.sha256_of(
+        run / "best.pt"), "pairs": [{"subject": "02", "own_level": 0.0125}]}
+    (run / "blood_pool.json").write_text(json.dumps(record))
+    entry = bundle.bundle(run)
+    assert (entry["grey_matter_enhancement"], entry["grey_matter_enhancement_pairs"]) == (
+        0.0125, ["02"])
+    (run / "blood_pool.json").write_text(json.dumps({**record, "weights_sha256": "00" * 32}))
+    before = (bundled / "attention-unet.pt").read_bytes(), (bundled / "manifest.json").read_text()
+    with pytest.raises(ValueError, match="fitted on other weights"):
+        bundle.bundle(run)
+    assert before == ((bundled / "attention-unet.pt").read_bytes(),
+                      (bundled / "manifest.json").read_text())  # nothing half-bundled
