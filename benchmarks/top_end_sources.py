@@ -18,6 +18,7 @@ import numpy as np
 
 from gado_bids import runtime
 from gado_bids.metrics.evaluation import top_end_percent
+from gado_bids.model import blood_pool
 from gado_bids.model.weights import bundled_manifest, load_bundled, load_weights
 from gado_bids.training.cache import load_pair
 from volume_sources import decomposed  # beside this script
@@ -34,13 +35,13 @@ def main(argv=None):
     runtime.limit_threads(args.nthreads)
     classes = bundled_manifest()["attention-unet"]["validation_reference_class"]
     subjects = args.subjects or [s for s, c in classes.items() if c == "3D"]
-    model = (load_bundled("attention-unet") if args.weights == "bundled"
-             else load_weights(Path(args.weights)))[0]
+    model, meta = (load_bundled("attention-unet") if args.weights == "bundled"
+                   else load_weights(Path(args.weights)))[:2]
     print(f"top end (P99.5/P95 - 1, %); quiet: where E < {args.quiet_below:g}")
     print(f"{'subject':<9}{'region':<16}{'real':>7}{'ce':>7}{'f(ce)':>7}{'f - E':>7}")
     for subject in subjects:
         pair = load_pair(args.cache_dir / f"sub-{subject}_ses-01_ce-gadolinium.npz")
-        mapped, enhancement = decomposed(model, pair.ce, pair.mask)
+        mapped, enhancement = decomposed(model, pair.ce, pair.mask, blood_pool.level(meta))
         synthetic = np.clip(mapped - enhancement, 0, 1)
         brain = pair.mask & (pair.target > 0)
         quiet = brain & (enhancement < args.quiet_below)

@@ -3,7 +3,7 @@ curve f or its removed-enhancement map E.
 
     python benchmarks/volume_sources.py CACHE_DIR WEIGHTS [WEIGHTS ...]
         [--subjects 004 021 ...] [--curve] [--map-alone] [--tissue-medians] [--by-depth]
-        [--map-spared-within MM] [--map-above LEVEL] [--nthreads N]
+        [--map-spared-within MM] [--map-above LEVEL] [--blood-pool LEVEL ...] [--nthreads N]
 
 CACHE_DIR is a gadosynth-train cache; WEIGHTS are weights files or "bundled". Per subject (default:
 the bundled weights' 3D validation subjects) every image is segmented with the group level's
@@ -24,6 +24,9 @@ excess near the surface is the map's edge rim, one deep is sulci and ventricles.
 mask's edge (the counterfactual for the rim the map removes there). --map-above LEVEL does so
 with E kept only where it exceeds LEVEL (the counterfactual for the map's low, tissue-wide
 part: is it what shaves the white matter's top end?), printing that image's top end too.
+--blood-pool LEVEL ... segments f(ce) - E less LEVEL times the template's grey-matter probability
+(model/blood_pool.py), for each LEVEL: how the volumes answer a broad grey-matter darkening. The
+weights' own fitted level, when they carry one, is always part of E here, as in the product.
 """
 import argparse
 from pathlib import Path
@@ -34,6 +37,7 @@ import torch
 from gado_bids import runtime
 from gado_bids.metrics import tissues
 from gado_bids.metrics.evaluation import top_end_percent
+from gado_bids.model import blood_pool
 from gado_bids.model.weights import bundled_manifest, load_bundled, load_weights
 from gado_bids.preprocessing import grids
 from gado_bids.training.cache import load_pair
@@ -60,11 +64,14 @@ def _differences_by_depth(labels, reference_labels, depth):
     return "  ".join(cells)
 
 
-def decomposed(model, volume, mask):
-    """(f(ce), E) on the 1 mm grid, zero outside mask (top_end_sources.py uses it too)."""
+def decomposed(model, volume, mask, level=0.0):
+    """(f(ce), E) on the 1 mm grid, zero outside mask (top_end_sources.py uses it too); E with
+    the weights' grey-matter blood-pool term when level (their meta's) is given."""
     with torch.no_grad():
         mapped, enhancement = model.decompose(torch.from_numpy(grids.pad_crop(volume))[None, None])
-    return (np.where(mask, grids.unpad_crop(v[0, 0].numpy()), 0.0) for v in (mapped, enhancement))
+    mapped, enhancement = (grids.unpad_crop(v[0, 0].numpy()) for v in (mapped, enhancement))
+    enhancement = enhancement + level * blood_pool.grey_matter_prior()
+    return np.where(mask, mapped, 0.0), np.where(mask, enhancement, 0.0)
 
 
 def _differences(volumes, reference):
@@ -96,6 +103,9 @@ def main(argv=None):
                         help="also segment f(ce) - E with E zero within MM of the mask's edge")
     parser.add_argument("--map-above", type=float, metavar="LEVEL",
                         help="also segment f(ce) - E with E kept only where above LEVEL")
+    parser.add_argument("--blood-pool", type=float, nargs="+", metavar="LEVEL",
+                        help="also segment f(ce) - E - LEVEL * P_GM (template grey matter), "
+                             "on top of the weights' own level")
     parser.add_argument("--nthreads", type=int, default=2)
     args = parser.parse_args(argv)
     runtime.limit_threads(args.nthreads)
@@ -103,7 +113,7 @@ def main(argv=None):
     subjects = args.subjects or [s for s, c in entry["validation_reference_class"].items()
                                  if c == "3D"]
     models = {name: (load_bundled("attention-unet") if name == "bundled" else
-                     load_weights(Path(name)))[0] for name in args.weights}
+                     load_weights(Path(name)))[:2] for name in args.weights}
     print(f"volume differences to the real pre-contrast scan (cm3), {tissues.GRID}")
     for subject in subjects:
         pair = load_pair(args.cache_dir / f"sub-{subject}_ses-01_ce-gadolinium.npz")
@@ -116,8 +126,8 @@ def main(argv=None):
         if args.by_depth:
             print(f"sub-{subject} ce by depth{'':19s}"
                   f"{_differences_by_depth(ce_labels, real_labels, depth)}")
-        for name, model in models.items():
-            mapped, enhancement = decomposed(model, pair.ce, pair.mask)
+        for name, (model, meta) in models.items():
+            mapped, enhancement = decomposed(model, pair.ce, pair.mask, blood_pool.level(meta))
             synthetic = np.clip(mapped - enhancement, 0, 1)
             inside = enhancement[pair.mask]
             label = Path(name).parent.name or name
@@ -143,6 +153,11 @@ def main(argv=None):
                 print(f"sub-{subject} {label[:10]:10s} {kept_label:18s}"
                       f"{_differences(volumes(kept), real)}"
                       f"   top end {top_end_percent(kept, pair.mask & (kept > 0)):.1f}%")
+            for level in args.blood_pool or ():
+                prior = np.where(pair.mask, blood_pool.grey_matter_prior(), 0.0)
+                label_b = f"f - E - {level:g} P_GM"
+                print(f"sub-{subject} {label[:10]:10s} {label_b:18s}"
+                      f"{_differences(volumes(np.clip(synthetic - level * prior, 0, 1)), real)}")
             if args.curve:
                 print(f"sub-{subject} {label[:10]:10s} f alone{'':11s}"
                       f"{_differences(volumes(np.clip(mapped, 0, 1)), real)}")
