@@ -257,7 +257,10 @@ def _write_synthesis(record, images, native_affine, synthesiser, sources, extra)
                ": the cropped-grid image interpolated back"),
            IntensityScale=NATIVE_SCALE, **extra)
     enhancement_description = (
-        "enhancement the network removed (its non-negative enhancement map)"
+        "enhancement the network removed (its non-negative enhancement map" + (
+            ", plus grey matter's blood-pool enhancement: GreyMatterEnhancement times the "
+            "template's grey-matter probability)" if synthesiser.blood_pool_term is not None
+            else ")")
         if synthesiser.formulation == "enhancement" else
         "where the network darkened the ce scan: max(ce - synthetic, 0) (a direct-formulation "
         "network predicts no enhancement map of its own)")
