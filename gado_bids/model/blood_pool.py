@@ -15,9 +15,11 @@ term changes contrast, not detail. b is fitted by least squares on the run's tra
 (training/blood_pool.py), never on validation subjects; weights without it have b = 0.
 """
 import functools
+import math
 
 import numpy as np
 
+from gado_bids.errors import ExitCode, GadoError
 from gado_bids.preprocessing import grids
 from gado_bids.preprocessing.template import template_tissue_probabilities
 
@@ -25,8 +27,17 @@ META_KEY = "grey_matter_enhancement"
 
 
 def level(meta: dict) -> float:
-    """The weights' blood-pool level b (0 for weights fitted without it)."""
-    return float(meta.get(META_KEY, 0.0))
+    """The weights' blood-pool level b (0 for weights fitted without it); a level the weights
+    cannot carry (negative, not a number, or on a network without the 1 mm enhancement map it
+    joins) is a usage error, not a silent zero."""
+    value = meta.get(META_KEY, 0.0)
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise GadoError(f"weights meta {META_KEY} = {value!r}: it must be a number >= 0",
+                        ExitCode.USAGE)
+    if value and (meta.get("formulation", "direct") != "enhancement" or meta.get("grid") != "1mm"):
+        raise GadoError(f"weights meta {META_KEY} = {value!r}: a grey-matter blood-pool level "
+                        "needs the enhancement formulation on the 1 mm grid", ExitCode.USAGE)
+    return float(value)
 
 
 @functools.lru_cache(maxsize=1)
@@ -38,6 +49,6 @@ def grey_matter_prior() -> np.ndarray:
     return prior
 
 
-def enhancement_term(level_: float) -> np.ndarray:
+def enhancement_term(grey_matter_level: float) -> np.ndarray:
     """b * P_GM on the network's padded 1 mm grid: what run_network subtracts besides E."""
-    return grids.pad_crop(level_ * grey_matter_prior())
+    return grids.pad_crop(grey_matter_level * grey_matter_prior())

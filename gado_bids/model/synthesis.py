@@ -5,8 +5,9 @@ Weights of the enhancement formulation (networks.py; gadosynth >= 0.2) run fully
 on the 1 mm cropped template grid, padded to the network's multiple; their intensity curve is
 also exposed (map_intensities) so the native-grid image can be composed from the native ce scan
 itself (workflows.scan); weights that carry a grey-matter blood-pool level also remove that
-smooth term and count it in the map (blood_pool.py). Weights of the direct formulation (gadosynth 0.1, the paper's) run on
-the 128^3 grid and are interpolated back; their "removed enhancement" is what they darkened.
+smooth term and count it in the map (blood_pool.py). Weights of the direct formulation
+(gadosynth 0.1, the paper's) run on the 128^3 grid and are interpolated back; their "removed
+enhancement" is what they darkened.
 
 The model is loaded once per run. On CPU it runs in fp32 (bf16 is ~200x slower on our AVX2 CPUs)
 with deterministic kernels, so the same input gives byte-identical output. On CUDA it runs under
@@ -80,14 +81,11 @@ class Synthesiser:
         self.provenance = {"Model": meta["model"], "ModelWidth": meta["width"],
                            "Formulation": self.formulation, "NetworkGrid": self.grid,
                            "Weights": source, "WeightsSha256": digest, "Device": str(device)}
-        self.blood_pool_term = None
-        if blood_pool.level(meta):
-            if self.formulation != "enhancement" or self.grid != "1mm":
-                raise ValueError(f"{source}: a grey-matter blood-pool level needs the "
-                                 "enhancement formulation on the 1 mm grid")
-            self.blood_pool_term = blood_pool.enhancement_term(blood_pool.level(meta))
+        grey_matter_level = blood_pool.level(meta)
+        self.blood_pool_term = (blood_pool.enhancement_term(grey_matter_level)
+                                if grey_matter_level else None)
         if self.formulation == "enhancement":
-            self.provenance["GreyMatterEnhancement"] = blood_pool.level(meta)
+            self.provenance["GreyMatterEnhancement"] = grey_matter_level
         self.reduced_precision = device.type == "cuda"
         self._checked = False
         if device.type == "cpu":

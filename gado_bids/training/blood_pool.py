@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from gado_bids import atomic, runtime
+from gado_bids.errors import GadoError
 from gado_bids.metrics import resolution
 from gado_bids.model import blood_pool
 from gado_bids.model.synthesis import run_network
@@ -108,7 +109,11 @@ def main(argv=None) -> int:
                         datefmt="%H:%M:%S")
     runtime.configure_process(args.nthreads)
     runtime.apply_torch_threads(args.nthreads)
-    record = fit_run(args.work_dir)
+    try:
+        record = fit_run(args.work_dir)
+    except (GadoError, ValueError, FileNotFoundError) as error:
+        LOG.error("%s", error)
+        return 64
     print(f"grey-matter blood-pool level {record[blood_pool.META_KEY]:.5f} "
           f"({len(record['pairs'])} pairs); best.pt now {record['weights_sha256']}")
     for row in record["pairs"]:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from gado_bids.errors import ExitCode, GadoError
 from gado_bids.model import blood_pool
 from gado_bids.model.networks import build_model
 from gado_bids.model.synthesis import Synthesiser, run_network
@@ -75,8 +76,15 @@ def test_synthesiser_applies_the_weights_level_inside_the_mask(tmp_path):
     assert np.all(result.synthetic[~mask] == 0) and np.all(result.enhancement[~mask] == 0)
 
 
-def test_direct_weights_cannot_carry_a_level(tmp_path):
-    model = build_model("attention-unet", 2, "direct")
-    path = _weights(tmp_path, model, grid="128", grey_matter_enhancement=0.01)
-    with pytest.raises(ValueError, match="blood-pool level needs the enhancement formulation"):
+@pytest.mark.parametrize("formulation, grid, value, message", [
+    ("direct", "128", 0.01, "needs the enhancement formulation on the 1 mm grid"),
+    ("enhancement", "1mm", -0.01, "must be a number >= 0"),
+    ("enhancement", "1mm", float("nan"), "must be a number >= 0"),
+    ("enhancement", "1mm", "0.01", "must be a number >= 0")])
+def test_a_level_the_weights_cannot_carry_is_a_usage_error(tmp_path, formulation, grid, value,
+                                                          message):
+    model = build_model("attention-unet", 2, formulation)
+    path = _weights(tmp_path, model, grid=grid, grey_matter_enhancement=value)
+    with pytest.raises(GadoError, match=message) as error:
         Synthesiser("attention-unet", torch.device("cpu"), path)
+    assert error.value.exit_code == ExitCode.USAGE

@@ -82,3 +82,8 @@ def test_fit_run_writes_the_level_into_best_pt(tmp_path, monkeypatch):
     assert all(torch.equal(a.half(), b.half()) for a, b in zip(
         model.state_dict().values(), loaded.state_dict().values()))
     assert json.loads((tmp_path / "blood_pool.json").read_text())["pairs"][0]["subject"] == "001"
+
+
+def test_command_line_says_what_is_missing_and_exits_64(tmp_path, caplog):
+    assert fitting.main([str(tmp_path), "--nthreads", "1"]) == 64
+    assert "best.pt" in caplog.text and "not found" in caplog.text
