@@ -22,21 +22,12 @@ import numpy as np
 
 from gado_bids import atomic, runtime
 from gado_bids.errors import GadoError
-from gado_bids.metrics import resolution
 from gado_bids.model import blood_pool
 from gado_bids.model.synthesis import run_network
 from gado_bids.preprocessing import grids
+from gado_bids.training.validation import masked_average
 
 LOG = logging.getLogger("gadosynth.train")
-
-
-def _blur_matched(volume, mask, sigma_voxels) -> np.ndarray:
-    """The masked average the training loss compares a thick-slice target with."""
-    if not np.any(np.asarray(sigma_voxels) > 0):
-        return volume
-    inside = mask.astype(np.float32)
-    return resolution.blur(volume * inside, sigma_voxels) / np.maximum(
-        resolution.blur(inside, sigma_voxels), 1e-3)
 
 
 def pair_terms(model, pair, device) -> tuple:
@@ -45,8 +36,8 @@ def pair_terms(model, pair, device) -> tuple:
     image, _ = run_network(model, grids.pad_crop(pair.ce), device)
     synthetic = grids.unpad_crop(image)
     prior = blood_pool.grey_matter_prior()
-    synthetic = _blur_matched(synthetic, pair.mask, pair.target_blur)
-    prior = _blur_matched(prior, pair.mask, pair.target_blur)
+    synthetic = masked_average(synthetic, pair.mask, pair.target_blur)
+    prior = masked_average(prior, pair.mask, pair.target_blur)
     residual = (synthetic - pair.target)[pair.mask].astype(np.float64)
     prior = prior[pair.mask].astype(np.float64)
     return float(prior @ residual), float(prior @ prior), float(residual @ residual)

@@ -25,11 +25,12 @@ def network_grid_baseline(ce: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return evaluation.clip_and_blur_baseline(ce, mask, np.abs(np.diag(grids.network_affine())[:3]))
 
 
-def _masked_average(volume, mask, sigma_voxels) -> np.ndarray:
-    """training.losses.masked_blur on a whole volume."""
-    if sigma_voxels <= 0:
+def masked_average(volume, mask, sigma_voxels) -> np.ndarray:
+    """training.losses.masked_blur on a whole volume; sigma_voxels one for all axes or one per
+    axis (a thick-slice target's measured blur)."""
+    sigma = tuple(float(s) for s in np.broadcast_to(np.asarray(sigma_voxels, float), (3,)))
+    if not any(s > 0 for s in sigma):
         return volume
-    sigma = (sigma_voxels,) * 3
     inside = mask.astype(np.float32)
     return resolution.blur(volume * inside, sigma) / np.maximum(resolution.blur(inside, sigma),
                                                                 1e-3)
@@ -50,8 +51,8 @@ def evaluate(model, pairs, device, baselines: bool = True, loss: str = "l1",
         synthetic = predict_volume(model, pair.ce, device, pair.mask)
         matched = resolution.blur(synthetic, pair.target_blur)
         blurred, target = matched[pair.mask], pair.target[pair.mask]
-        error = (_masked_average(matched, pair.mask, comparison_blur)
-                 - _masked_average(pair.target, pair.mask, comparison_blur))[pair.mask]
+        error = (masked_average(matched, pair.mask, comparison_blur)
+                 - masked_average(pair.target, pair.mask, comparison_blur))[pair.mask]
         value = float(np.mean(np.abs(error) if loss == "l1" else error ** 2))
         if distribution_weight > 0:  # training's histogram term, on the whole volume
             value += distribution_weight * float(np.mean((np.sort(blurred) - np.sort(target)) ** 2))

@@ -15,6 +15,7 @@ from gado_bids.model.weights import load_weights, save_weights
 from gado_bids.preprocessing import grids
 from gado_bids.training import blood_pool as fitting
 from gado_bids.training.cache import TrainingPair
+from gado_bids.training.validation import masked_average
 
 
 def _model():
@@ -34,7 +35,7 @@ def _pair(model, subject, level, blur=(0.0, 0.0, 0.0), seed=0):
     image = grids.unpad_crop(run_network(model, grids.pad_crop(ce), "cpu")[0])
     target = image - level * prior
     if any(blur):
-        target = fitting._blur_matched(target, mask, blur)
+        target = masked_average(target, mask, blur)
     target = target + rng.normal(0, 0.002, target.shape).astype(np.float32)
     return TrainingPair(name=f"sub-{subject}", subject=subject, ce=ce,
                         target=np.where(mask, target, 0).astype(np.float32), mask=mask,

@@ -62,7 +62,7 @@ def test_comparison_blur_makes_cutting_the_inputs_noise_cost_and_still_sees_enha
     import numpy as np
     from gado_bids.training.config import TrainConfig
     from gado_bids.training.losses import masked_blur, training_loss
-    from gado_bids.training.validation import _masked_average
+    from gado_bids.training.validation import masked_average
     generator = torch.Generator().manual_seed(0)
     shape = (1, 1, 28, 28, 28)
     tissue = torch.full(shape, 0.5)
@@ -93,7 +93,7 @@ def test_comparison_blur_makes_cutting_the_inputs_noise_cost_and_still_sees_enha
     # the validation's whole-volume version computes the same average
     volume = kept[0, 0].numpy()
     same = masked_blur(kept[0], inside, (1.0,) * 3)[0].numpy()
-    whole = _masked_average(volume, inside[0].numpy(), 1.0)
+    whole = masked_average(volume, inside[0].numpy(), 1.0)
     assert np.allclose(whole[inside[0].numpy()], same[inside[0].numpy()], atol=1e-3)
 
 
