@@ -7,7 +7,8 @@ WORK_DIR is a finished gadosynth-train run (best.pt, split.json, cache/). The le
 squared error of f(ce) - E - b * P_GM against the target inside the pair's brain mask, compared as
 the training loss compares them (a thick-slice target against the image blurred by that target's
 measured blur), summed over the pairs crops were taken from (split.json's training_pairs, else its
-training subjects) - a closed form, since the term is linear in b. b is kept at or above zero:
+training subjects), every voxel counting once (the loss's weight_3d is not applied) - a closed
+form, since the term is linear in b. b is kept at or above zero:
 gadolinium only brightens. best.pt is rewritten with b in its meta (its tensors unchanged; the run's
 validation loss is left as it was), and blood_pool.json records b, each pair's own least-squares
 level and what the term gains on it, so the spread behind the one number is on file.
@@ -70,8 +71,9 @@ def fitted_pairs(work_dir: Path) -> list:
     from gado_bids.training.cache import cached_pairs, load_pair
     split = json.loads((work_dir / "split.json").read_text())
     subjects = set(split.get("training_pairs") or split["train"])
-    pairs = [load_pair(p) for p in cached_pairs(work_dir / "cache")]
-    chosen = [p for p in pairs if p.subject in subjects]
+    # cache names start with the BIDS key (sub-<label>_...): only the chosen pairs are read
+    chosen = [load_pair(p) for p in cached_pairs(work_dir / "cache")
+              if p.name.split("_")[0][len("sub-"):] in subjects]
     missing = subjects - {p.subject for p in chosen}
     if missing:
         raise ValueError(f"training pairs missing from {work_dir / 'cache'}: {sorted(missing)}")

@@ -88,3 +88,23 @@ def test_fit_run_writes_the_level_into_best_pt(tmp_path, monkeypatch):
 def test_command_line_says_what_is_missing_and_exits_64(tmp_path, caplog):
     assert fitting.main([str(tmp_path), "--nthreads", "1"]) == 64
     assert "best.pt" in caplog.text and "not found" in caplog.text
+
+
+def test_only_the_runs_training_pairs_are_read_and_a_missing_one_is_named(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from gado_bids.training import cache
+    (tmp_path / "cache").mkdir()
+    for subject in ("001", "002", "003"):
+        for suffix in (".npz", ".json"):
+            (tmp_path / "cache" / f"sub-{subject}_ses-01_ce-gadolinium{suffix}").write_text("")
+    read = []
+    monkeypatch.setattr(cache, "load_pair", lambda path: read.append(path.name) or
+                        SimpleNamespace(subject=path.name[4:7]))
+    (tmp_path / "split.json").write_text(json.dumps({"train": ["001", "002", "003"],
+                                                     "training_pairs": ["001", "003"]}))
+    assert [p.subject for p in fitting.fitted_pairs(tmp_path)] == ["001", "003"]
+    assert read == ["sub-001_ses-01_ce-gadolinium.npz", "sub-003_ses-01_ce-gadolinium.npz"]
+    (tmp_path / "split.json").write_text(json.dumps({"train": ["001", "004"]}))
+    with pytest.raises(ValueError, match=r"missing from .*cache.*\['004'\]"):
+        fitting.fitted_pairs(tmp_path)
