@@ -64,6 +64,8 @@ def write_participant_page(subject: str, jobs, output_dir: Path) -> Path:
             f"<h1>gadosynth {__version__}: sub-{html.escape(subject)}</h1>"
             "<p>Green: brain mask. Removed enhancement: the contrast the network took out of "
             "the ce scan (0 to 0.3 of the normalised scale, where white matter is 0.5; "
-            "desc-enhancement in the derivatives).</p>"
+            "desc-enhancement in the derivatives). A faint, even ribbon over the grey matter "
+            "is the weights' grey-matter blood-pool term (GreyMatterEnhancement in the "
+            "sidecars), not lesion enhancement.</p>"
             + "".join(sections) + "</body></html>")
     return atomic.write_bytes(spec.participant_page(output_dir, subject), page.encode())
