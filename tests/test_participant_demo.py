@@ -9,6 +9,8 @@ import pytest
 
 from conftest import REPO, run_cli
 from gado_bids.discovery.selection import open_layout, select_scans
+from gado_bids.model import blood_pool
+from gado_bids.model.weights import bundled_manifest
 from gado_bids.outputs import derivatives
 from gado_bids.preprocessing import grids
 from gado_bids.outputs.spec import keys as output_keys
@@ -70,6 +72,8 @@ def test_every_planned_output_exists_with_a_valid_sidecar(demo_participant_run, 
         assert synthetic["Precision"] == "fp32" and len(synthetic["WeightsSha256"]) == 64
         assert set(synthetic["SynthesisTimings_s"]) == {"inference", "resampling_to_native"}
         assert synthetic["Formulation"] == "enhancement" and synthetic["NetworkGrid"] == "1mm"
+        level = bundled_manifest()["attention-unet"]["grey_matter_enhancement"]
+        assert synthetic["GreyMatterEnhancement"] == level > 0  # the bundled weights' own
         assert (output / f"sub-{job.subject}.html").stat().st_size > 100_000
 
 
@@ -109,6 +113,13 @@ def test_native_synthetic_keeps_the_native_detail_and_the_enhancement_map_explai
         assert not native_map[~mask].any()
         sidecar = json.loads(derivatives.sidecar_path(planned["enhancement_native"]).read_text())
         assert "enhancement the network removed" in sidecar["Description"]
+        assert "grey matter's blood-pool enhancement" in sidecar["Description"]
+        # the written map holds the blood-pool term: at least b * P_GM inside the mask
+        level = sidecar["GreyMatterEnhancement"]
+        crop_mask = load("ce_mask") > 0
+        floor = level * blood_pool.grey_matter_prior()
+        assert np.all(crop_map[crop_mask] >= floor[crop_mask] - 1e-6)
+        assert np.median(crop_map[crop_mask & (floor > 0.9 * level)]) < 1.5 * level
 
 
 def test_no_partial_files_are_left_behind(demo_participant_run):
