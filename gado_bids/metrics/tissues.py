@@ -21,14 +21,12 @@ Native-space volumes rescale template-space ones by |det| of the scan's affine t
 transform maps template points to native points, so 1 template mm3 is |det| native mm3.
 """
 import contextlib
-import functools
 import tempfile
 
 import numpy as np
 
 from gado_bids import runtime
 from gado_bids.preprocessing import grids
-from gado_bids.preprocessing.template import template_tissue_probabilities
 
 TISSUES = ("CSF", "GM", "WM")
 LABELS = {name: index for index, name in enumerate(TISSUES, start=1)}
@@ -79,11 +77,9 @@ def segmentation_mask(mask: np.ndarray) -> np.ndarray:
                                   iterations=MASK_EROSION_VOXELS)
 
 
-@functools.lru_cache(maxsize=1)
 def template_priors() -> tuple:
     """(CSF, GM, WM) template probabilities on the cropped 1 mm grid, in label order."""
-    gm, wm, csf = (np.asarray(grids.crop_template_volume(p.get_fdata()), np.float32)
-                   for p in template_tissue_probabilities())
+    gm, wm, csf = grids.cropped_tissue_probabilities()
     return csf, gm, wm
 
 

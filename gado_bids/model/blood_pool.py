@@ -14,14 +14,12 @@ there), added to the removed enhancement: the image is f(x) - E - b * P_GM. P_GM
 term changes contrast, not detail. b is fitted by least squares on the run's training pairs
 (training/blood_pool.py), never on validation subjects; weights without it have b = 0.
 """
-import functools
 import math
 
 import numpy as np
 
 from gado_bids.errors import ExitCode, GadoError
 from gado_bids.preprocessing import grids
-from gado_bids.preprocessing.template import template_tissue_probabilities
 
 META_KEY = "grey_matter_enhancement"
 
@@ -40,13 +38,9 @@ def level(meta: dict) -> float:
     return float(value)
 
 
-@functools.lru_cache(maxsize=1)
 def grey_matter_prior() -> np.ndarray:
     """The template's grey-matter probability on the 1 mm cropped grid (read-only)."""
-    prior = np.asarray(grids.crop_template_volume(template_tissue_probabilities()[0].get_fdata()),
-                       np.float32)
-    prior.setflags(write=False)
-    return prior
+    return grids.cropped_tissue_probabilities()[0]
 
 
 def enhancement_term(grey_matter_level: float) -> np.ndarray:

@@ -11,11 +11,13 @@ nearest sizes a five-level U-Net accepts (multiples of 16); the 1 mm networks ru
 Network grid (the paper's, gadosynth 0.1's): 128^3, each axis of the cropped grid resampled trilinearly with its end voxels
 aligned ("align corners"), so that both directions are the same linear coordinate map.
 """
+import functools
+
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from gado_bids.preprocessing.template import template_t1
+from gado_bids.preprocessing.template import template_t1, template_tissue_probabilities
 
 CROP_START = (14, 14, 0)
 CROP_SHAPE = (169, 208, 179)
@@ -45,6 +47,19 @@ def cropped_template_affine() -> np.ndarray:
 def crop_template_volume(volume: np.ndarray) -> np.ndarray:
     box = tuple(slice(s, s + n) for s, n in zip(CROP_START, CROP_SHAPE))
     return np.asarray(volume)[box]
+
+
+@functools.lru_cache(maxsize=1)
+def cropped_tissue_probabilities() -> tuple:
+    """(GM, WM, CSF) template probabilities on the cropped 1 mm grid, float32, read-only: loaded
+    once per process for everything that uses them there (the group level's segmentation
+    priors, the weights' grey-matter blood-pool term)."""
+    priors = []
+    for image in template_tissue_probabilities():
+        prior = np.ascontiguousarray(crop_template_volume(image.get_fdata()), np.float32)
+        prior.setflags(write=False)
+        priors.append(prior)
+    return tuple(priors)
 
 
 def _scales(source_shape, target_shape):
