@@ -7,7 +7,7 @@ ARG BASE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 # hadolint ignore=DL3006
 FROM ${BASE}
 
-ARG VERSION=0.7.0
+ARG VERSION=0.7.1
 LABEL org.opencontainers.image.title="gadosynth" \
       org.opencontainers.image.description="BIDS App: synthetic non-contrast T1w from gadolinium-enhanced T1w" \
       org.opencontainers.image.version="${VERSION}" \

@@ -86,6 +86,7 @@ def spawn_pool(n_procs: int, initializer, initargs=()):
 
 
 def seed_ants(seed: int):
-    """ANTs samples voxels at random (registration metrics, Atropos initialisation); this makes
-    both repeatable. Read by ANTs when each call starts."""
+    """ANTs registration samples voxels at random for its metric; this fixes the samples. Read by
+    antsRegistration when each call starts (registration.py also needs one thread to repeat;
+    Atropos ignores it and takes its fixed seed from tissues.ATROPOS_SETTINGS)."""
     os.environ["ANTS_RANDOM_SEED"] = str(seed)

@@ -1,9 +1,19 @@
 """ANTs steps through antspyx: N4, affine to the template, rigid within a session, resampling.
 
-Registration is seeded (runtime.seed_ants) because antspyx samples 20% of voxels at random for the
-affine metric. Each registration writes its transforms to its own fresh folder: antspyx collects
-them by globbing the output prefix, and would pick up a stale transform from an earlier call.
+Registration repeats exactly from run to run. It is seeded (runtime.seed_ants) because antspyx
+samples 20% of voxels at random for the affine metric, and it runs on one ITK thread: Mattes mutual
+information sums its histogram over threads in an order that changes between runs, so with 2
+threads and a fixed seed the same session moved by 0.03-0.5 mm between runs, and its 1 mm tissue
+volumes by up to 20 cm3 (sub-007's grey matter, two identical gado-pairs runs). ITK fixes its thread
+count when it loads, so each registration runs in a child process started with one thread (11 s
+instead of 4 s for a scan to the template on 2 cores; N4 and resampling keep every thread, and
+repeat exactly for a given --nthreads). Each registration writes its transforms
+to its own fresh folder: antspyx collects them by globbing the output prefix, and would pick up a
+stale transform from an earlier call.
 """
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -34,10 +44,30 @@ def n4(image: "ants.ANTsImage", mask: "ants.ANTsImage") -> "ants.ANTsImage":
 
 
 def register(fixed, moving, transform: str, work_dir: Path, mask=None) -> str:
-    """Path of the single .mat that maps fixed-space points into moving space (ANTs convention)."""
+    """Path of the single .mat that maps fixed-space points into moving space (ANTs convention),
+    computed on one ITK thread in a child process (module text: why)."""
     out = Path(tempfile.mkdtemp(prefix="reg-", dir=work_dir))
-    result = ants.registration(fixed=fixed, moving=moving, type_of_transform=transform,
-                               outprefix=str(out / "moving_"), mask=mask)
+    images = {"fixed": fixed, "moving": moving, "mask": mask}
+    for name, image in images.items():
+        if image is not None:
+            ants.image_write(image, str(out / f"{name}.nii"))
+    environment = {**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1"}
+    child = subprocess.run([sys.executable, "-m", __name__, str(out), transform],
+                           env=environment, capture_output=True, text=True)
+    for name in images:
+        (out / f"{name}.nii").unlink(missing_ok=True)
+    if child.returncode != 0:
+        raise RuntimeError(f"{transform} registration failed: {child.stderr.strip()[-2000:]}")
+    return child.stdout.strip().splitlines()[-1]
+
+
+def _register_here(folder: Path, transform: str) -> str:
+    """The child's side of register: read the images it was given, register, name the .mat."""
+    read = lambda name: (ants.image_read(str(folder / f"{name}.nii"))
+                         if (folder / f"{name}.nii").exists() else None)
+    result = ants.registration(fixed=read("fixed"), moving=read("moving"),
+                               type_of_transform=transform, outprefix=str(folder / "moving_"),
+                               mask=read("mask"))
     transforms = result["fwdtransforms"]
     if len(transforms) != 1 or not transforms[0].endswith(".mat"):
         raise RuntimeError(f"expected one affine transform, got {transforms}")
@@ -48,3 +78,7 @@ def apply(fixed, moving, transforms, interpolator="linear", invert=None):
     return ants.apply_transforms(fixed=fixed, moving=moving, transformlist=list(transforms),
                                  interpolator=interpolator,
                                  whichtoinvert=invert or [False] * len(transforms))
+
+
+if __name__ == "__main__":
+    print(_register_here(Path(sys.argv[1]), sys.argv[2]))
