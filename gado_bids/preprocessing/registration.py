@@ -51,7 +51,11 @@ def register(fixed, moving, transform: str, work_dir: Path, mask=None) -> str:
     for name, image in images.items():
         if image is not None:
             ants.image_write(image, str(out / f"{name}.nii"))
-    environment = {**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1"}
+    # the child imports this very package, installed or not
+    package_root = str(Path(__file__).resolve().parents[2])
+    search_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    environment = {**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1",
+                   "PYTHONPATH": search_path}
     child = subprocess.run([sys.executable, "-m", __name__, str(out), transform],
                            env=environment, capture_output=True, text=True)
     for name in images:
