@@ -5,9 +5,10 @@ samples 20% of voxels at random for the affine metric, and it runs on one ITK th
 information sums its histogram over threads in an order that changes between runs, so with 2
 threads and a fixed seed the same session moved by 0.03-0.5 mm between runs, and its 1 mm tissue
 volumes by up to 20 cm3 (sub-007's grey matter, two identical gado-pairs runs). ITK fixes its thread
-count when it loads, so each registration runs in a child process started with one thread (11 s
-instead of 4 s for a scan to the template on 2 cores; N4 and resampling keep every thread, and
-repeat exactly for a given --nthreads). Each registration writes its transforms
+count when it loads, so each registration runs in a child process started with one thread (on 2
+cores a scan to the template takes 9-11 s instead of 5-7, a non-contrast scan to its ce scan
+40-51 s instead of 26-29; N4 and resampling keep every thread, and repeat exactly for a given
+--nthreads). Each registration writes its transforms
 to its own fresh folder: antspyx collects them by globbing the output prefix, and would pick up a
 stale transform from an earlier call.
 """
