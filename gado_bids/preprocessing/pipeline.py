@@ -90,6 +90,12 @@ class _Timer:
                                                        self.peak, _rss_gb()), 3)
         return _Stage()
 
+    def record(self, name, seconds, peak_memory_gb):
+        """A stage that ran in a child process: its wall time and the child's peak memory."""
+        self.timings[name] = round(self.timings.get(name, 0) + seconds, 2)
+        self.peak_memory_gb[name] = round(max(self.peak_memory_gb.get(name, 0),
+                                              peak_memory_gb), 3)
+
 
 def _mask_and_correct(image: nib.Nifti1Image, mask_method: str, seed: int, timer):
     with timer("masking"):
@@ -128,27 +134,31 @@ def preprocess_session(ce_image: nib.Nifti1Image, reference_image: Optional[nib.
                        work_dir: Path, seed: int, mask_method: str = "auto") -> PreprocessedSession:
     runtime.seed_ants(seed)
     template = registration.to_ants(template_t1())
-    timer = _Timer()
+    ce_timer = _Timer()
     _, ce_corrected, ce_mask, ce_mask_ants, ce_method = _mask_and_correct(
-        ce_image, mask_method, seed, timer)
-    with timer("registration"):
-        ce_to_template = registration.register(template, ce_corrected * ce_mask_ants,
-                                               registration.TEMPLATE_TRANSFORM, work_dir)
+        ce_image, mask_method, seed, ce_timer)
+    ce_brain = ce_corrected * ce_mask_ants
+    jobs = [(template, ce_brain, registration.TEMPLATE_TRANSFORM, None)]
+    if reference_image is not None:
+        reference_timer = _Timer()
+        _, ref_corrected, ref_mask, ref_mask_ants, ref_method = _mask_and_correct(
+            reference_image, mask_method, seed, reference_timer)
+        jobs.append((ce_brain, ref_corrected * ref_mask_ants, "Rigid", None))
+    # independent once both scans are corrected: side by side (registration.py says why)
+    registered = registration.register_side_by_side(jobs, work_dir)
+    ce_timer.record("registration", registered[0].seconds, registered[0].peak_memory_gb)
+    ce_to_template = registered[0].transform
     ce = _finish(ce_corrected, ce_mask, ce_mask_ants, ce_method, [ce_to_template], [False],
-                 timer)
+                 ce_timer)
     LOG.info("ce scan preprocessed (%s mask, template Dice %.3f): %s", ce_method,
              ce.template_mask_dice, ce.timings)
     if reference_image is None:
         return PreprocessedSession(ce, None, ce_to_template, None)
 
-    timer = _Timer()
-    _, ref_corrected, ref_mask, ref_mask_ants, ref_method = _mask_and_correct(
-        reference_image, mask_method, seed, timer)
-    with timer("registration"):
-        reference_to_ce = registration.register(ce_corrected * ce_mask_ants,
-                                                ref_corrected * ref_mask_ants, "Rigid", work_dir)
+    reference_timer.record("registration", registered[1].seconds, registered[1].peak_memory_gb)
+    reference_to_ce = registered[1].transform
     reference = _finish(ref_corrected, ref_mask, ref_mask_ants, ref_method,
-                        [ce_to_template, reference_to_ce], [False, False], timer)
+                        [ce_to_template, reference_to_ce], [False, False], reference_timer)
     LOG.info("non-contrast scan preprocessed (%s mask, template Dice %.3f): %s", ref_method,
              reference.template_mask_dice, reference.timings)
     return PreprocessedSession(ce, reference, ce_to_template, reference_to_ce)
