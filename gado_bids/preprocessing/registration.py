@@ -112,8 +112,9 @@ def _start_child(folder: Path, transform: str) -> subprocess.Popen:
 def _collect(child, folder: Path, transform: str, seconds: float) -> Registered:
     for name in _IMAGES:
         (folder / f"{name}.nii").unlink(missing_ok=True)
-    if child.returncode != 0:
-        error = (folder / "child.err").read_text().strip()[-2000:]
+    if child.returncode != 0:  # the child's last word is its exception, not the traceback
+        said = [line for line in (folder / "child.err").read_text().splitlines() if line.strip()]
+        error = said[-1].strip() if said else f"exit code {child.returncode}"
         raise RuntimeError(f"{transform} registration failed: {error}")
     path, peak_gb = (folder / "child.out").read_text().splitlines()[-2:]
     return Registered(path, round(seconds, 2), float(peak_gb))

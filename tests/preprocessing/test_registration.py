@@ -79,3 +79,13 @@ def test_registrations_side_by_side_give_what_each_gives_alone(two_registrations
     each reports its own time and its child's memory for the stage log."""
     assert two_registrations["side_by_side"] == two_registrations["runs"][0]["parameters"]
     assert two_registrations["timed"]
+
+
+def test_a_failed_registration_says_why(tmp_path):
+    """The child's own error reaches the session's error message."""
+    import ants
+    import numpy as np
+    from gado_bids.preprocessing import registration
+    image = ants.from_numpy(np.random.default_rng(0).random((20, 20, 20)).astype(np.float32))
+    with pytest.raises(RuntimeError, match="^NoSuchTransform registration failed: ValueError: NoSuchTransform does not exist$"):
+        registration.register(image, image, "NoSuchTransform", tmp_path)
