@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import ants
 import nibabel as nib
@@ -53,11 +54,11 @@ def register(fixed, moving, transform: str, work_dir: Path, mask=None) -> str:
     return register_side_by_side([(fixed, moving, transform, mask)], work_dir)[0].transform
 
 
-class Registered:
+class Registered(NamedTuple):
     """One child's result: its transform, and its wall time and peak memory for the stage log."""
-
-    def __init__(self, transform: str, seconds: float, peak_memory_gb: float):
-        self.transform, self.seconds, self.peak_memory_gb = transform, seconds, peak_memory_gb
+    transform: str
+    seconds: float
+    peak_memory_gb: float
 
 
 def register_side_by_side(jobs, work_dir: Path) -> list:
