@@ -121,8 +121,9 @@ def _atropos_labels(image: np.ndarray, mask: np.ndarray, folder: Path) -> np.nda
     Atropos computes after the last iteration (a pass with the MRF per class) and antspyx writes
     gzip-compressed to tempfile.mktemp names it never deletes. We use the labels only: the same
     program with the same options, without the posteriors, gives the same labels voxel for voxel
-    (tests/metrics/test_tissues.py) in 28-30 s instead of 34-36 (sub-004 of gado-pairs, 1 mm grid, one thread), and the
-    priors go to a folder of ours that is removed afterwards."""
+    (tests/metrics/test_tissues.py) in 28-30 s instead of 34-36 (sub-004 of gado-pairs, 1 mm
+    grid, one thread), and the priors go to a folder of ours that is removed afterwards.
+    ants.internal is antspyx's own plumbing (pinned 0.6.3 in pyproject.toml)."""
     import ants
     from ants.internal import get_lib_fn, get_pointer_string, process_arguments
     as_ants = lambda volume: ants.from_numpy(np.ascontiguousarray(volume, np.float32))
