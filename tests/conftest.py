@@ -1,6 +1,4 @@
 """Shared fixtures: the simulated demo dataset (always) and the real shared data (when present)."""
-import fcntl
-import json
 import os
 import shutil
 import subprocess
@@ -19,10 +17,10 @@ SHARED_DATA = Path(os.environ.get("GADOSYNTH_SHARED_DATA", REPO.parent / "shared
 # gadosynth process has (runtime.configure_process; measured there).
 runtime.keep_freed_memory()
 
-# Tests that share an expensive in-process fixture run on the same pytest-xdist worker, so that
-# the fixture is built once per suite, not once per worker. The demo runs are folders on disk,
-# built once for all workers instead (_built_once), so their tests spread over the workers.
-FIXTURE_GROUPS = {"demo_cache": "demo-cache", "gado_session": "real-preprocessing"}
+# Tests that share an expensive session fixture run on the same pytest-xdist worker, so that
+# the fixture is built once per suite, not once per worker.
+FIXTURE_GROUPS = {"demo_participant_run": "demo-run", "demo_cache": "demo-cache",
+                  "gado_session": "real-preprocessing"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns the groups into node ids
@@ -40,49 +38,18 @@ def run_cli(*args, cwd=None, env=None):
                           capture_output=True, text=True, cwd=cwd, timeout=1200, env=env)
 
 
-def _built_once(tmp_path_factory, name, build):
-    """(folder, record): a folder built by build(folder), which returns a JSON-able record, once
-    for the whole run. The pytest-xdist workers share their base folder's parent; the first
-    worker to ask builds under a file lock while the others wait, then all read the record.
-    Tests must not change the folder: they copy what they alter."""
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
-    folder, record = root / f"shared-{name}", root / f"shared-{name}.json"
-    with open(root / f"shared-{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not record.exists():
-            shutil.rmtree(folder, ignore_errors=True)  # left by a build that failed
-            record.write_text(json.dumps(build(folder)))
-    return folder, json.loads(record.read_text())
-
-
-def _cli_record(result):
-    return {"args": result.args, "returncode": result.returncode, "stdout": result.stdout,
-            "stderr": result.stderr}
-
-
-def _cli_result(record):
-    return subprocess.CompletedProcess(record["args"], record["returncode"], record["stdout"],
-                                       record["stderr"])
-
-
 @pytest.fixture(scope="session")
 def demo_bids(tmp_path_factory):
     from gado_bids.demo.simulate import write_demo_dataset
-    folder, _ = _built_once(tmp_path_factory, "demo", lambda folder: str(
-        write_demo_dataset(folder / "bids", n_subjects=3, seed=0)))
-    return folder / "bids"
+    return write_demo_dataset(tmp_path_factory.mktemp("demo") / "bids", n_subjects=3, seed=0)
 
 
 @pytest.fixture(scope="session")
 def demo_participant_run(demo_bids, tmp_path_factory):
     """The participant level run once over the whole demo dataset, two participants at a time."""
-    def build(folder):
-        return _cli_record(run_cli(demo_bids, folder / "gadosynth", "participant", "--nthreads",
-                                   "2", "--n_procs", "2"))
-    folder, record = _built_once(tmp_path_factory, "demo-participant", build)
-    return _cli_result(record), folder / "gadosynth"
+    output = tmp_path_factory.mktemp("demo-out") / "gadosynth"
+    result = run_cli(demo_bids, output, "participant", "--nthreads", "2", "--n_procs", "2")
+    return result, output
 
 
 @pytest.fixture
@@ -131,16 +98,11 @@ def demo_pairs(demo_cache):
 
 @pytest.fixture(scope="session")
 def demo_group_run(demo_participant_run, demo_bids, tmp_path_factory):
-    """The group level run once on a copy of the demo participant-level outputs (the
-    participant tests see them as that level left them), with a temporary folder of its own
-    (TMPDIR) so that a test can see what it leaves there."""
-    def build(folder):
-        shutil.copytree(demo_participant_run[1], folder / "gadosynth")
-        (folder / "tmpdir").mkdir()
-        return _cli_record(run_cli(demo_bids, folder / "gadosynth", "group", "--nthreads", "2",
-                                   "--n_procs", "2",
-                                   env={**os.environ, "TMPDIR": str(folder / "tmpdir")}))
-    folder, record = _built_once(tmp_path_factory, "demo-group", build)
-    result = _cli_result(record)
-    result.temporary_folder = folder / "tmpdir"
-    return result, folder / "gadosynth"
+    """The group level run once on the demo participant-level outputs, with a temporary folder
+    of its own (TMPDIR) so that a test can see what it leaves there."""
+    _, output = demo_participant_run
+    temporary = tmp_path_factory.mktemp("group-tmpdir")
+    result = run_cli(demo_bids, output, "group", "--nthreads", "2", "--n_procs", "2",
+                     env={**os.environ, "TMPDIR": str(temporary)})
+    result.temporary_folder = temporary
+    return result, output
