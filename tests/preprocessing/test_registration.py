@@ -87,5 +87,6 @@ def test_a_failed_registration_says_why(tmp_path):
     import numpy as np
     from gado_bids.preprocessing import registration
     image = ants.from_numpy(np.random.default_rng(0).random((20, 20, 20)).astype(np.float32))
-    with pytest.raises(RuntimeError, match="^NoSuchTransform registration failed: ValueError: NoSuchTransform does not exist$"):
+    said = "^NoSuchTransform registration failed: ValueError: NoSuchTransform does not exist$"
+    with pytest.raises(RuntimeError, match=said):
         registration.register(image, image, "NoSuchTransform", tmp_path)
