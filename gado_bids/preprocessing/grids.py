@@ -56,7 +56,8 @@ def cropped_tissue_probabilities() -> tuple:
     priors, the weights' grey-matter blood-pool term)."""
     priors = []
     for image in template_tissue_probabilities():
-        prior = np.ascontiguousarray(crop_template_volume(image.get_fdata()), np.float32)
+        prior = np.ascontiguousarray(crop_template_volume(np.asarray(image.dataobj)),
+                                     np.float32)
         prior.setflags(write=False)
         priors.append(prior)
     return tuple(priors)

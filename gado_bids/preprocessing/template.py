@@ -6,39 +6,63 @@ a maintained neuroimaging package that we also use for QC figures - so the templ
 with the package, versioned by pip, and never downloaded at run time. nilearn's copy is
 skull-stripped (197x233x189, RAS, uint8), which is why whole-head scans are brain-extracted before
 registration. No CSF map ships with it: CSF priors are derived as brain minus GM minus WM.
+
+Every gadosynth process that loads the network or segments reads these maps, so they are made
+cheaply: the files are found without importing nilearn.datasets (~1 s), and the probabilities
+are looked up per uint8 value instead of computed over the whole grid in float64 (~4 s of a
+process's start measured on 2 cores; the values are the same, tests/preprocessing/test_template.py).
 """
 import functools
+import importlib.resources
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
 SPACE = "MNI152NLin2009aSym"
+# nilearn 0.14's names for them (pinned in pyproject.toml; the test checks them against
+# nilearn.datasets.MNI152_FILE_PATH and its siblings).
+TEMPLATE_FILES = {"t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+                  "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
+                  "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"}
+# probability of each stored uint8 value, and the CSF probability of each (GM, WM) value pair:
+# brain minus GM minus WM, computed in float64 and kept as float32
+_LEVELS = np.arange(256) / 255.0
+PROBABILITY_OF_VALUE = _LEVELS.astype(np.float32)
+CSF_OF_VALUES = np.clip(1.0 - _LEVELS[:, None] - _LEVELS[None, :], 0.0, 1.0).astype(np.float32)
+
+
+def template_file(kind: str) -> Path:
+    return Path(str(importlib.resources.files("nilearn"))) / "datasets" / "data" / \
+        TEMPLATE_FILES[kind]
 
 
 @functools.lru_cache(maxsize=None)
-def _load(kind: str) -> nib.Nifti1Image:
-    from nilearn import datasets  # imported lazily: nilearn's import costs ~1 s
-    path = {"t1": datasets.MNI152_FILE_PATH, "gm": datasets.GM_MNI152_FILE_PATH,
-            "wm": datasets.WM_MNI152_FILE_PATH}[kind]
-    image = nib.load(path)
-    return nib.Nifti1Image(np.asarray(image.dataobj, dtype=np.float32), image.affine)
+def _stored(kind: str) -> nib.Nifti1Image:
+    """The file's uint8 values (its scaling is the identity), read once per process."""
+    image = nib.load(str(template_file(kind)))
+    values = np.asarray(image.dataobj)
+    values.setflags(write=False)
+    return nib.Nifti1Image(values, image.affine)
 
 
+@functools.lru_cache(maxsize=None)
 def template_t1() -> nib.Nifti1Image:
-    return _load("t1")
+    stored = _stored("t1")
+    return nib.Nifti1Image(np.asarray(stored.dataobj, dtype=np.float32), stored.affine)
 
 
 def template_tissue_probabilities():
-    """(GM, WM, CSF) probability maps in [0, 1] on the template grid."""
-    brain = template_brain_mask().get_fdata() > 0
-    gm = _load("gm").get_fdata() / 255.0
-    wm = _load("wm").get_fdata() / 255.0
-    csf = np.where(brain, np.clip(1.0 - gm - wm, 0.0, 1.0), 0.0)
-    affine = _load("t1").affine
-    return tuple(nib.Nifti1Image(p.astype(np.float32), affine) for p in (gm, wm, csf))
+    """(GM, WM, CSF) probability maps in [0, 1] on the template grid, float32."""
+    brain = np.asarray(_stored("t1").dataobj) > 0
+    gm, wm = (np.asarray(_stored(kind).dataobj) for kind in ("gm", "wm"))
+    csf = np.where(brain, CSF_OF_VALUES[gm, wm], np.float32(0.0))
+    affine = _stored("t1").affine
+    return tuple(nib.Nifti1Image(p, affine) for p in
+                 (PROBABILITY_OF_VALUE[gm], PROBABILITY_OF_VALUE[wm], csf))
 
 
 @functools.lru_cache(maxsize=None)
 def template_brain_mask() -> nib.Nifti1Image:
-    t1 = _load("t1")
-    return nib.Nifti1Image((t1.get_fdata() > 0).astype(np.uint8), t1.affine)
+    t1 = _stored("t1")
+    return nib.Nifti1Image((np.asarray(t1.dataobj) > 0).astype(np.uint8), t1.affine)
