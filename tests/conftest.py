@@ -1,4 +1,5 @@
 """Shared fixtures: the simulated demo dataset (always) and the real shared data (when present)."""
+import json
 import os
 import shutil
 import subprocess
@@ -19,8 +20,7 @@ runtime.keep_freed_memory()
 
 # Tests that share an expensive session fixture run on the same pytest-xdist worker, so that
 # the fixture is built once per suite, not once per worker.
-FIXTURE_GROUPS = {"demo_participant_run": "demo-run", "demo_cache": "demo-cache",
-                  "gado_session": "real-preprocessing"}
+FIXTURE_GROUPS = {"demo_participant_run": "demo-run", "gado_session": "real-preprocessing"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns the groups into node ids
@@ -79,14 +79,18 @@ def wholehead_pair():
 
 
 @pytest.fixture(scope="session")
-def demo_cache(demo_bids, tmp_path_factory):
-    """Two demo training pairs (one to train on, one to validate), preprocessed and cached once."""
+def demo_cache(demo_bids, demo_participant_run, tmp_path_factory):
+    """Two demo training pairs (one to train on, one to validate), cached once from the demo
+    participant run's outputs (as gadosynth-train does with --derivatives; its preprocessing of
+    a pair without them is checked in tests/training/test_cache.py)."""
     from gado_bids.discovery.selection import open_layout, select_scans
     from gado_bids.training.cache import build_cache
     work = tmp_path_factory.mktemp("train")
     selection = select_scans(open_layout(demo_bids), participant_labels=["01", "02"])
     jobs = [j for s in sorted(selection.jobs_by_subject) for j in selection.jobs_by_subject[s]]
-    paths = build_cache(jobs, work / "cache")
+    paths = build_cache(jobs, work / "cache", derivatives_dir=demo_participant_run[1])
+    assert [json.loads(p.with_suffix(".json").read_text())["source"] for p in paths] == \
+        [str(demo_participant_run[1])] * 2, "the demo pairs were preprocessed again"
     return {"bids": demo_bids, "work": work, "paths": paths}
 
 

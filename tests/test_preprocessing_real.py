@@ -1,5 +1,7 @@
 """Preprocessing on real scans (../shared/data): registration, masks, the inverse path."""
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,3 +112,34 @@ def test_tissue_volumes_repeat_within_a_few_cm3_on_a_real_scan(gado_session):
     print(f"sub-{subject}: volumes {volumes}, copy minus original {change} cm3")
     assert min(volumes.values()) > 50  # every tissue present: the check is not vacuous
     assert all(abs(c) < 8.0 for c in change.values())
+
+
+def test_a_pair_without_participant_outputs_is_cached_from_its_preprocessing(
+        gado_session, gado_pairs, tmp_path, monkeypatch):
+    """gadosynth-train's own preprocessing of a pair (no --derivatives): the cache holds the
+    session's two crops and the union of its masks, and the real thick-slice reference of sub-005
+    is classed so. preprocess_session is the module fixture's (the same call on the same scans),
+    so the scans are not registered a second time."""
+    from gado_bids.discovery.selection import open_layout, select_scans
+    from gado_bids.preprocessing import pipeline
+    from gado_bids.training import cache
+    subject, ce, reference, session = gado_session
+    calls = []
+
+    def preprocessed(ce_image, reference_image, work, seed):
+        calls.append((ce_image.shape, reference_image.shape, Path(work).parent, seed))
+        return session
+    monkeypatch.setattr(pipeline, "preprocess_session", preprocessed)
+    job = select_scans(open_layout(gado_pairs),
+                       participant_labels=[subject]).jobs_by_subject[subject][0]
+    (tmp_path / "cache").mkdir()  # as build_cache makes it
+    path = cache.cache_pair(job, tmp_path / "cache", seed=0)
+    assert calls == [(ce.shape, reference.shape, tmp_path / "cache", 0)]
+    assert not list((tmp_path / "cache").glob("tmp*"))  # its work folder removed
+    pair = cache.load_pair(path)
+    assert np.abs(pair.ce - session.ce.crop).max() <= 0.5 / cache.QUANTISATION + 1e-6
+    assert np.abs(pair.target - session.reference.crop).max() <= 0.5 / cache.QUANTISATION + 1e-6
+    assert np.array_equal(pair.mask, session.ce.crop_mask | session.reference.crop_mask)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["source"] == "preprocessing" and pair.reference_class == "thick-slice"
+    assert cache.cache_pair(job, tmp_path / "cache", seed=0) == path and len(calls) == 1  # reused
