@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from gado_bids import runtime
+# Two pytest-xdist workers share two cores, so a library's threads often wait for a core the other
+# worker holds; OpenMP threads that spin while they wait (libgomp's default) burn that core.
+# Measured (10 training steps of test_loop's U-Net on a 64x64x32 crop, 2 torch threads, the other
+# core busy): 13.0 CPU-s and 10.0 s wall spinning, 6.2 and 6.3 passive (idle machine: 6.4 and
+# 6.2 CPU-s). Results do not depend on it. Set before torch loads; inherited by every command
+# the tests start.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from gado_bids import runtime  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("GADOSYNTH_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -103,10 +111,11 @@ def demo_pairs(demo_cache):
 @pytest.fixture(scope="session")
 def demo_group_run(demo_participant_run, demo_bids, tmp_path_factory):
     """The group level run once on the demo participant-level outputs, with a temporary folder
-    of its own (TMPDIR) so that a test can see what it leaves there."""
+    of its own (TMPDIR) so that a test can see what it leaves there; one worker process per
+    session (one thread each), so that no session waits for another's."""
     _, output = demo_participant_run
     temporary = tmp_path_factory.mktemp("group-tmpdir")
-    result = run_cli(demo_bids, output, "group", "--nthreads", "2", "--n_procs", "2",
+    result = run_cli(demo_bids, output, "group", "--nthreads", "3", "--n_procs", "3",
                      env={**os.environ, "TMPDIR": str(temporary)})
     result.temporary_folder = temporary
     return result, output

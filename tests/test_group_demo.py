@@ -224,7 +224,7 @@ def test_group_level_leaves_nothing_in_the_temporary_folder(demo_group_run):
 
 
 def test_each_session_stage_is_logged_from_the_worker_processes(demo_group_run, demo_bids):
-    """Two worker processes measure the sessions (--n_procs 2): each stage of each session shows
+    """Three worker processes measure the sessions (--n_procs 3): each stage of each session shows
     in the run's log, so minutes of segmentation are not silent."""
     result, _ = demo_group_run
     for job in _jobs(demo_bids):
