@@ -54,9 +54,11 @@ def demo_bids(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def demo_participant_run(demo_bids, tmp_path_factory):
-    """The participant level run once over the whole demo dataset, two participants at a time."""
+    """The participant level run once over the whole demo dataset, every participant's
+    preprocessing in a worker process of its own (one thread each); synthesis in the main
+    process with two threads, as the SLURM test's tasks have."""
     output = tmp_path_factory.mktemp("demo-out") / "gadosynth"
-    result = run_cli(demo_bids, output, "participant", "--nthreads", "2", "--n_procs", "2")
+    result = run_cli(demo_bids, output, "participant", "--nthreads", "2", "--n_procs", "3")
     return result, output
 
 

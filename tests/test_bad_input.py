@@ -189,12 +189,11 @@ def _save(path, data, affine=np.eye(4)):
 
 def test_broken_images_fail_their_participant_only(copy_of_demo, tmp_path):
     """Truncated, 4D and 2D images each fail one participant with a reason; sub-01 still runs."""
-    from gado_bids.demo.simulate import write_demo_dataset
     anat = lambda s: copy_of_demo / f"sub-{s}" / "ses-01" / "anat"
-    write_demo_dataset(tmp_path / "more", n_subjects=5, seed=1)
-    for subject in ("04", "05"):
-        shutil.copytree(tmp_path / "more" / f"sub-{subject}" / "ses-01",
-                        copy_of_demo / f"sub-{subject}" / "ses-01")
+    for subject in ("04", "05"):  # two more participants: sub-03's scans under their names
+        anat(subject).mkdir(parents=True)
+        for scan in anat("03").iterdir():
+            shutil.copyfile(scan, anat(subject) / scan.name.replace("sub-03", f"sub-{subject}"))
     ce = lambda s: anat(s) / f"sub-{s}_ses-01_ce-gadolinium_T1w.nii.gz"
     raw = gzip.decompress(ce("02").read_bytes())  # truncated mid-data
     ce("02").write_bytes(gzip.compress(raw[: len(raw) // 2]))

@@ -29,7 +29,7 @@ def test_participant_level_succeeds_on_every_demo_subject(demo_participant_run):
     assert result.returncode == 0, result.stderr
     assert "summary: 3 succeeded, 0 skipped, 0 failed" in result.stderr
     assert "[1/3] sub-01" in result.stderr and "[3/3] sub-03" in result.stderr
-    assert "2 worker processes preprocess participants (1 thread(s) each)" in result.stderr
+    assert "3 worker processes preprocess participants (1 thread(s) each)" in result.stderr
 
 
 def test_dataset_description_is_a_bids_derivative(demo_participant_run, demo_bids):
