@@ -188,7 +188,9 @@ def _save(path, data, affine=np.eye(4)):
 
 
 def test_broken_images_fail_their_participant_only(copy_of_demo, tmp_path):
-    """Truncated, 4D and 2D images each fail one participant with a reason; sub-01 still runs."""
+    """Truncated, 4D, 2D and garbage images each fail their own participant with a reason, one
+    after the other in one run; none of them leaves an output or touches the input. (A good
+    participant beside a failing one runs to the end: the unreadable-header test.)"""
     anat = lambda s: copy_of_demo / f"sub-{s}" / "ses-01" / "anat"
     for subject in ("04", "05"):  # two more participants: sub-03's scans under their names
         anat(subject).mkdir(parents=True)
@@ -203,11 +205,11 @@ def test_broken_images_fail_their_participant_only(copy_of_demo, tmp_path):
     ce("05").write_bytes(b"\x1f\x8b garbage")  # not gzip at all
     before = {p: p.read_bytes() for p in copy_of_demo.rglob("*") if p.is_file()}
     output = tmp_path / "out"
-    result = run_cli(copy_of_demo, output, "participant", "--skip_bids_validator")
+    result = run_cli(copy_of_demo, output, "participant", "--skip_bids_validator",
+                     "--participant_label", "02", "03", "04", "05")
     assert result.returncode == ExitCode.FAILURE
     log = result.stderr
-    assert "summary: 1 succeeded, 0 skipped, 4 failed" in log
-    assert "sub-01: succeeded" in log
+    assert "summary: 0 succeeded, 0 skipped, 4 failed" in log
     assert "sub-02: failed" in log and "corrupt or truncated" in log
     assert "sub-03: failed" in log and "a 4D image" in log
     assert "sub-04: failed" in log and "too small for a brain volume" in log
@@ -215,6 +217,5 @@ def test_broken_images_fail_their_participant_only(copy_of_demo, tmp_path):
     assert "Traceback" not in log
     # Input untouched; no outputs, partial or complete, for the failed participants.
     assert {p: p.read_bytes() for p in copy_of_demo.rglob("*") if p.is_file()} == before
-    assert (output / "sub-01").is_dir()
     assert not any((output / f"sub-{s}").exists() for s in ("02", "03", "04", "05"))
     assert not list(output.rglob(".*partial*"))
