@@ -92,7 +92,7 @@ def wholehead_pair():
 def demo_cache(demo_bids, demo_participant_run, tmp_path_factory):
     """Two demo training pairs (one to train on, one to validate), cached once from the demo
     participant run's outputs (as gadosynth-train does with --derivatives; its preprocessing of
-    a pair without them is checked in tests/training/test_cache.py)."""
+    a pair without them is checked in tests/test_preprocessing_real.py)."""
     from gado_bids.discovery.selection import open_layout, select_scans
     from gado_bids.training.cache import build_cache
     work = tmp_path_factory.mktemp("train")
@@ -102,12 +102,6 @@ def demo_cache(demo_bids, demo_participant_run, tmp_path_factory):
     assert [json.loads(p.with_suffix(".json").read_text())["source"] for p in paths] == \
         [str(demo_participant_run[1])] * 2, "the demo pairs were preprocessed again"
     return {"bids": demo_bids, "work": work, "paths": paths}
-
-
-@pytest.fixture(scope="session")
-def demo_pairs(demo_cache):
-    from gado_bids.training.cache import load_pair
-    return [load_pair(p) for p in demo_cache["paths"]]
 
 
 @pytest.fixture(scope="session")

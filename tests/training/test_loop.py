@@ -13,12 +13,13 @@ import torch
 from gado_bids.model.networks import build_model
 
 
-def test_a_few_steps_lower_the_loss(demo_pairs):
+def test_a_few_steps_lower_the_loss(demo_cache):
     """On a demo crop (ventricles with choroid plexus, dura, sinus), 25 Adam steps learn."""
+    from gado_bids.training.cache import load_pair
     torch.manual_seed(0)
     model = build_model("attention-unet", 8, "enhancement")
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-    pair = demo_pairs[0]
+    pair = load_pair(demo_cache["paths"][0])
     box = (slice(32, 96), slice(32, 96), slice(48, 80))
     x = torch.from_numpy(pair.ce[box].copy())[None, None]
     y = torch.from_numpy(pair.target[box].copy())[None, None]
@@ -36,7 +37,7 @@ def _train(cache_root, work, epochs, wait_for_epoch=None):
     command = [sys.executable, "-m", "gado_bids.cli.train", str(cache_root["bids"]), str(work),
                "--epochs", str(epochs), "--crop_size", "32", "--width", "4", "--n_validation",
                "1", "--nthreads", "1", "--seed", "3", "--participant_label", "01", "02",
-               "--validate_every", "2"]
+               "--validate_every", "4"]  # once, at the end: the resume is what is checked
     if wait_for_epoch is None:
         return subprocess.run(command, capture_output=True, text=True, timeout=600)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
