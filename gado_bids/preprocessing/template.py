@@ -54,7 +54,7 @@ def template_t1() -> nib.Nifti1Image:
 
 def template_tissue_probabilities():
     """(GM, WM, CSF) probability maps in [0, 1] on the template grid, float32."""
-    brain = np.asarray(_stored("t1").dataobj) > 0
+    brain = np.asarray(template_brain_mask().dataobj) > 0
     gm, wm = (np.asarray(_stored(kind).dataobj) for kind in ("gm", "wm"))
     csf = np.where(brain, CSF_OF_VALUES[gm, wm], np.float32(0.0))
     affine = _stored("t1").affine
