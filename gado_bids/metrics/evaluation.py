@@ -29,7 +29,7 @@ import numpy as np
 from scipy import ndimage
 
 from gado_bids.metrics import resolution
-from gado_bids.metrics.similarity import SSIM_RADIUS, all_metrics, bounding_box
+from gado_bids.metrics.similarity import SSIM_RADIUS, bounding_box, metrics_against
 
 SCALE = "x / (2 * P90(x in the evaluation mask)), not clipped; data range R = 1"
 SCALE_PERCENTILE = 90.0
@@ -97,7 +97,7 @@ def compare(ce, synthetic, reference, mask, voxel_mm=(1.0, 1.0, 1.0),
                             for name in list(images) + ["reference"]},
         "top_end_percent": {name: top_end_percent(image, mask)
                             for name, image in {**images, "reference": reference}.items()},
-        "plain": {name: all_metrics(image, reference, mask) for name, image in images.items()},
+        "plain": metrics_against(images, reference, mask),
         "matched": _matched_metrics(images, reference, mask, relative_blur),
     }
     return result
@@ -109,6 +109,5 @@ def _matched_metrics(images, reference, mask, relative_blur) -> dict:
     of a whole-volume blur exactly (see metrics.similarity) at a fraction of the cost."""
     radius = max(int(resolution.GAUSSIAN_TRUNCATE * float(s) + 0.5) for s in relative_blur)
     box = bounding_box(mask, radius + SSIM_RADIUS)
-    return {name: all_metrics(resolution.blur(image[box], relative_blur), reference[box],
-                              mask[box])
-            for name, image in images.items()}
+    return metrics_against({name: resolution.blur(image[box], relative_blur)
+                            for name, image in images.items()}, reference[box], mask[box])

@@ -55,18 +55,26 @@ def psnr(x, y, mask) -> float:
     return float("inf") if mse == 0 else float(10.0 * np.log10(DATA_RANGE ** 2 / mse))
 
 
-def ssim_map(x, y) -> np.ndarray:
+def _blur(volume):
+    return ndimage.gaussian_filter(volume, SSIM_SIGMA, truncate=SSIM_TRUNCATE, mode="reflect")
+
+
+def _moments(y) -> tuple:
+    """(local mean, local variance) of an image: the reference's half of the SSIM map, the same
+    for every image compared with it."""
+    mu_y = _blur(y)
+    return mu_y, _blur(y * y) - mu_y ** 2
+
+
+def ssim_map(x, y, y_moments=None) -> np.ndarray:
+    """y_moments: _moments(y), when several images are compared with one reference."""
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
-
-    def blur(volume):
-        return ndimage.gaussian_filter(volume, SSIM_SIGMA, truncate=SSIM_TRUNCATE,
-                                       mode="reflect")
     c1, c2 = (0.01 * DATA_RANGE) ** 2, (0.03 * DATA_RANGE) ** 2
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x ** 2
-    var_y = blur(y * y) - mu_y ** 2
-    covariance = blur(x * y) - mu_x * mu_y
+    mu_y, var_y = _moments(y) if y_moments is None else y_moments
+    mu_x = _blur(x)
+    var_x = _blur(x * x) - mu_x ** 2
+    covariance = _blur(x * y) - mu_x * mu_y
     return ((2 * mu_x * mu_y + c1) * (2 * covariance + c2)) / (
         (mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
 
@@ -77,9 +85,24 @@ def ssim(x, y, mask) -> float:
 
 
 def all_metrics(x, y, mask) -> dict:
+    return metrics_against({"x": x}, y, mask)["x"]
+
+
+def metrics_against(images: dict, reference, mask) -> dict:
+    """{name: all three metrics} of several images against one reference, on the mask's box
+    grown by the SSIM radius; the reference's local moments are computed once (the same numbers
+    as one all_metrics call per image, bit for bit)."""
     mask = np.asarray(mask, bool)
     if not mask.any():
         raise ValueError("empty mask")
     box = bounding_box(mask, SSIM_RADIUS)
-    x, y, mask = np.asarray(x)[box], np.asarray(y)[box], mask[box]
-    return {"MAE": mae_percent(x, y, mask), "PSNR": psnr(x, y, mask), "SSIM": ssim(x, y, mask)}
+    y, mask = np.asarray(reference)[box], mask[box]
+    y_moments = None
+    result = {}
+    for name, image in images.items():
+        x, y, _ = _check(np.asarray(image)[box], y, mask)
+        if y_moments is None:
+            y_moments = _moments(y)
+        result[name] = {"MAE": mae_percent(x, y, mask), "PSNR": psnr(x, y, mask),
+                        "SSIM": float(ssim_map(x, y, y_moments)[mask].mean())}
+    return result

@@ -1,6 +1,7 @@
 """The similarity metrics, pinned by hand-computed cases and scikit-image as reference."""
 import numpy as np
 import pytest
+from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from gado_bids.metrics.evaluation import clip_and_blur_baseline
@@ -92,3 +93,18 @@ def test_metrics_on_the_brain_box_are_the_whole_volume_numbers_bit_for_bit(volum
     assert np.prod([s.stop - s.start for s in box]) < x.size  # the box is a real crop
     assert all_metrics(x, y, mask) == {"MAE": mae_percent(x, y, mask), "PSNR": psnr(x, y, mask),
                                        "SSIM": ssim(x, y, mask)}
+
+
+def test_several_images_against_one_reference_are_each_image_s_numbers_bit_for_bit(volumes):
+    """metrics_against computes the reference's local moments once for all images: each
+    image's numbers must be those of its own whole-volume MAE, PSNR and SSIM, exactly."""
+    from gado_bids.metrics.similarity import metrics_against
+    x, y, mask = volumes
+    images = {"x": x, "blurred": ndimage.gaussian_filter(x, 1.0), "y itself": y}
+    result = metrics_against(images, y, mask)
+    assert list(result) == list(images)
+    for name, image in images.items():
+        assert result[name] == {"MAE": mae_percent(image, y, mask),
+                                "PSNR": psnr(image, y, mask), "SSIM": ssim(image, y, mask)}
+    assert result["y itself"]["SSIM"] == pytest.approx(1.0)
+    assert result["x"]["SSIM"] < result["y itself"]["SSIM"]
