@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 
 from gado_bids import runtime
-from gado_bids.metrics.similarity import bounding_box
 from gado_bids.preprocessing import grids
 
 TISSUES = ("CSF", "GM", "WM")
@@ -59,13 +58,6 @@ LABELS = {name: index for index, name in enumerate(TISSUES, start=1)}
 # and the same sub-004 image segmented twice differed in 13,832 voxels (0.1 cm3 of CSF); with it,
 # the labels repeat exactly.
 ATROPOS_SETTINGS = {"m": "[0.2,1x1x1]", "c": "[3,0]", "priorweight": 0.25, "r": 0}
-# Atropos runs on the mask's bounding box grown by this margin (the MRF radius, 1, plus one), not
-# on the whole cropped grid: voxels outside the mask take no part, and with the margin no mask
-# voxel's neighbourhood reaches the box's edge, so the labels are the same voxel for voxel (the
-# template with noise, whole brain: 0 of 1,743,531 voxels differ; tests/metrics/test_tissues.py
-# compares with antspyx's atropos() on the whole grid). Measured on 1 thread: 25.2 -> 21.9 s on
-# the template's brain, whose box is 65 % of the grid.
-ATROPOS_BOX_MARGIN_VOXELS = 2
 MASK_EROSION_VOXELS = 2
 
 
@@ -115,18 +107,14 @@ def segment(image: np.ndarray, mask: np.ndarray, seed: int = 0) -> np.ndarray:
     if mask.sum() < 1000:
         raise ValueError(f"brain mask has only {int(mask.sum())} voxels once its outer "
                          f"{MASK_EROSION_VOXELS} layers are left out: nothing to segment")
-    box = bounding_box(mask, ATROPOS_BOX_MARGIN_VOXELS)
     runtime.seed_ants(seed)
     with tempfile.TemporaryDirectory(prefix="gadosynth-atropos-") as folder:
-        inside = _atropos_labels(image[box], mask[box], [p[box] for p in template_priors()],
-                                 Path(folder))
-    labels = np.zeros(grids.CROP_SHAPE, np.uint8)
-    labels[box] = inside
+        labels = _atropos_labels(image, mask, Path(folder))
     labels[~mask] = 0
     return labels
 
 
-def _atropos_labels(image: np.ndarray, mask: np.ndarray, priors, folder: Path) -> np.ndarray:
+def _atropos_labels(image: np.ndarray, mask: np.ndarray, folder: Path) -> np.ndarray:
     """Atropos' labels, asked of the ANTs program directly.
 
     Why not ants.atropos: it also asks Atropos for the three posterior probability images, which
@@ -140,6 +128,7 @@ def _atropos_labels(image: np.ndarray, mask: np.ndarray, priors, folder: Path) -
     from ants.internal import get_lib_fn, get_pointer_string, process_arguments
     as_ants = lambda volume: ants.from_numpy(np.ascontiguousarray(volume, np.float32))
     pattern = str(folder / "prior%02d.nii")
+    priors = template_priors()
     for index, prior in enumerate(priors, start=1):
         ants.image_write(as_ants(prior), pattern % index)
     settings = dict(ATROPOS_SETTINGS)
