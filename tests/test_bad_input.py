@@ -79,18 +79,23 @@ def test_an_unreadable_header_fails_its_participant_only(copy_of_demo, demo_part
                                                         tmp_path):
     """The validator reads NIfTI headers: a scan whose header is garbage fails its participant
     with the validator's code; the other participants are processed (exit 1). sub-01 starts from
-    the demo run's outputs less its native synthetic image, so it synthesises again."""
+    the demo run's outputs less its native synthetic image, so it synthesises again: with the
+    demo run's two threads, in another process, the image must come out byte for byte the same
+    (CPU inference is deterministic: fp32, deterministic kernels)."""
     output = tmp_path / "out"
     shutil.copytree(demo_participant_run[1], output)
     shutil.rmtree(output / "sub-02")
     synthetic = next((output / "sub-01").rglob("*_ce-gadolinium_desc-synthetic_T1w.nii.gz"))
+    demo_run_bytes = synthetic.read_bytes()
     synthetic.unlink()
     ce = copy_of_demo / "sub-02" / "ses-01" / "anat" / "sub-02_ses-01_ce-gadolinium_T1w.nii.gz"
     ce.write_bytes(b"\x1f\x8b garbage")
-    result = run_cli(copy_of_demo, output, "participant", "--participant_label", "01", "02")
+    result = run_cli(copy_of_demo, output, "participant", "--participant_label", "01", "02",
+                     "--nthreads", "2")
     assert result.returncode == ExitCode.FAILURE, result.stderr
     assert "sub-02: failed" in result.stderr and "NIFTI_HEADER_UNREADABLE" in result.stderr
     assert "sub-01: succeeded" in result.stderr and synthetic.is_file()
+    assert synthetic.read_bytes() == demo_run_bytes
     assert not (output / "sub-02").exists()
 
 

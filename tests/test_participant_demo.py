@@ -267,20 +267,8 @@ def test_model_option_selects_the_bundled_network():
         assert synthesiser.provenance["Weights"] == f"bundled:{name}.pt"
 
 
-def test_cpu_inference_is_deterministic():
-    """The bundled network twice on one brain (the template, normalised as a scan is)."""
-    import torch
-    from gado_bids.model.synthesis import Synthesiser
-    from gado_bids.preprocessing import grids, intensity
-    from gado_bids.preprocessing.template import template_brain_mask, template_t1
-    mask = grids.crop_template_volume(np.asarray(template_brain_mask().dataobj)) > 0
-    brain, _ = intensity.normalise(grids.crop_template_volume(template_t1().get_fdata()), mask)
-    synthesiser = Synthesiser("attention-unet", torch.device("cpu"))
-    first = synthesiser(brain, mask)
-    second = synthesiser(brain, mask)
-    assert first.enhancement.max() > 0  # the map is not empty: the check is not vacuous
-    assert first.synthetic.tobytes() == second.synthetic.tobytes()
-    assert first.enhancement.tobytes() == second.enhancement.tobytes()
+# CPU inference repeats byte for byte from one process to the next: test_bad_input's
+# unreadable-header test synthesises sub-01 again and compares it with the demo run's image.
 
 
 def test_reduced_precision_path_is_checked_against_fp32(tmp_path):

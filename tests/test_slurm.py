@@ -100,18 +100,19 @@ def _sbatch(environment, *arguments):
 
 
 def test_participant_array_then_group_job(slurm, demo_group_run, demo_bids, tmp_path):
-    """Two participants finished by array tasks, into a copy of the demo outputs (each had its
-    native-space synthetic image deleted: the tasks reuse the preprocessing and synthesise
-    again); then the group job. The tasks get the demo run's two threads, so their synthetic
-    images are bit-identical to the demo run's and the group job reuses every session's
-    measures: a SLURM task reproduces an interactive run exactly."""
+    """Two array tasks, one participant each, into a copy of the demo outputs: sub-02 had its
+    native-space synthetic image deleted (its task reuses the preprocessing and synthesises
+    again), sub-01's outputs are complete (its task finds them and skips); then the group job.
+    The tasks get the demo run's two threads, so the synthetic image is bit-identical to the demo
+    run's and the group job reuses every session's measures: a SLURM task reproduces an
+    interactive run exactly."""
     output = tmp_path / "out"
     shutil.copytree(demo_group_run[1], output)
     jobs = [j for s, js in select_scans(open_layout(demo_bids),
                                          participant_labels=["01", "02"]).jobs_by_subject.items()
             for j in js]
-    for job in jobs:
-        planned_outputs(job, output)["synthetic_native"].unlink()
+    redone = [job for job in jobs if job.subject == "02"]
+    planned_outputs(redone[0], output)["synthetic_native"].unlink()
     participants = tmp_path / "participants.txt"
     participants.write_text("01\n02\n")
     logs = tmp_path / "logs"
@@ -125,10 +126,14 @@ def test_participant_array_then_group_job(slurm, demo_group_run, demo_bids, tmp_
     _sbatch(environment, "--wait", f"--dependency=afterany:{array}", "--cpus-per-task=2",
             "--mem=0", f"--output={logs}/group.log", str(SLURM_SCRIPTS / "group.sbatch"))
 
-    for task in (1, 2):
-        log = (logs / f"participant-{task}.log").read_text()
-        assert "summary: 1 succeeded, 0 skipped, 0 failed" in log, log[-3000:]
-        assert "reused, only synthesis runs" in log, log[-3000:]
+    # task N takes line N of the participants file
+    skipping, synthesising = ((logs / f"participant-{task}.log").read_text() for task in (1, 2))
+    assert "summary: 0 succeeded, 1 skipped, 0 failed" in skipping, skipping[-3000:]
+    assert "sub-01: skipped" in skipping and "sub-02" not in skipping, skipping[-3000:]
+    assert "summary: 1 succeeded, 0 skipped, 0 failed" in synthesising, synthesising[-3000:]
+    assert "reused, only synthesis runs" in synthesising, synthesising[-3000:]
+    assert "sub-02: succeeded" in synthesising and "sub-01" not in synthesising, \
+        synthesising[-3000:]
     for job in jobs:
         for path in planned_outputs(job, output).values():
             assert derivatives.output_is_complete(path), path
