@@ -47,9 +47,18 @@ def run_cli(*args, cwd=None, env=None):
 
 
 @pytest.fixture(scope="session")
-def demo_bids(tmp_path_factory):
+def demo_bids(tmp_path_factory, worker_id):
+    """Simulated once per suite (~20 s) and shared by the pytest-xdist workers: every test
+    reads it only (those that change a dataset take copy_of_demo)."""
+    from filelock import FileLock
     from gado_bids.demo.simulate import write_demo_dataset
-    return write_demo_dataset(tmp_path_factory.mktemp("demo") / "bids", n_subjects=3, seed=0)
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if worker_id != "master" else base  # the workers' common folder
+    target = shared / "demo-shared" / "bids"
+    with FileLock(str(shared / "demo-shared.lock")):
+        if not (target / "participants.tsv").is_file():  # written last
+            write_demo_dataset(target, n_subjects=3, seed=0)
+    return target
 
 
 @pytest.fixture(scope="session")
