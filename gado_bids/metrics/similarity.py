@@ -96,13 +96,11 @@ def metrics_against(images: dict, reference, mask) -> dict:
     if not mask.any():
         raise ValueError("empty mask")
     box = bounding_box(mask, SSIM_RADIUS)
-    y, mask = np.asarray(reference)[box], mask[box]
-    y_moments = None
+    y, mask = np.asarray(reference, np.float64)[box], mask[box]
+    y_moments = _moments(y)
     result = {}
     for name, image in images.items():
-        x, y, _ = _check(np.asarray(image)[box], y, mask)
-        if y_moments is None:
-            y_moments = _moments(y)
+        x, _, _ = _check(np.asarray(image)[box], y, mask)
         result[name] = {"MAE": mae_percent(x, y, mask), "PSNR": psnr(x, y, mask),
                         "SSIM": float(ssim_map(x, y, y_moments)[mask].mean())}
     return result
