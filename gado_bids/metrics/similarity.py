@@ -27,10 +27,16 @@ SSIM_RADIUS = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)  # scipy's kernel half-width
 
 def bounding_box(mask, margin: int) -> tuple:
     """Slices of the mask's bounding box grown by margin voxels, clipped to the volume."""
-    points = np.argwhere(mask)
-    low = np.maximum(points.min(axis=0) - margin, 0)
-    high = np.minimum(points.max(axis=0) + margin + 1, np.shape(mask))
-    return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        raise ValueError("empty mask: no bounding box")
+    box = []
+    for axis, size in enumerate(mask.shape):  # the mask's extent along each axis, projected
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        occupied = np.flatnonzero(mask.any(axis=others))
+        box.append(slice(max(int(occupied[0]) - margin, 0),
+                         min(int(occupied[-1]) + margin + 1, size)))
+    return tuple(box)
 
 
 def _check(x, y, mask):

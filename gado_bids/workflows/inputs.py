@@ -18,6 +18,9 @@ def open_input(args):
     bids_dir = check_bids_dir_readable(args.bids_dir)
     derivatives.check_output_location(bids_dir, args.output_dir)
     description = read_dataset_description(bids_dir)
+    # The user's own filter file first: its mistakes are usage errors, found without waiting
+    # for the validator.
+    filters = discovery.load_filter_file(args.bids_filter_file)
     invalid_participants = {}
     if args.skip_bids_validator:
         LOG.info("BIDS validation skipped (--skip_bids_validator)")
@@ -27,7 +30,6 @@ def open_input(args):
         LOG.info("input dataset passed BIDS validation%s (%.1f s)",
                  f" except for {len(invalid_participants)} participant(s)"
                  if invalid_participants else "", time.time() - started)
-    filters = discovery.load_filter_file(args.bids_filter_file)
     layout = discovery.open_layout(bids_dir)
     selection = discovery.select_scans(layout, ce_label=args.ce_label,
                                        participant_labels=args.participant_label,
