@@ -61,15 +61,29 @@ def _no_incomplete_final_files(output, exempt=()):
     return checked
 
 
+def _small_weights(path):
+    """An untrained 1 mm enhancement network of width 4 (user weights, --weights): the same
+    outputs and stages as the bundled network's, with inference in about a second instead of
+    ~20 CPU-s; what is checked here is how runs stop and resume, not the image."""
+    import torch
+    from gado_bids.model.networks import build_model
+    from gado_bids.model.weights import save_weights
+    torch.manual_seed(0)
+    save_weights(build_model("attention-unet", 4, "enhancement"), path, {
+        "model": "attention-unet", "width": 4, "formulation": "enhancement", "grid": "1mm"})
+    return path
+
+
 def test_killed_runs_leave_only_complete_files_and_resume(demo_bids, tmp_path):
     output, work = tmp_path / "out", tmp_path / "work"
+    weights = ("--weights", _small_weights(tmp_path / "small.pt"))
     anat = output / "sub-02" / "ses-01" / "anat"
     job = select_scans(open_layout(demo_bids), participant_labels=["02"]).jobs_by_subject["02"][0]
     planned = planned_outputs(job, output)
 
     # SIGKILL while the synthetic images are being written, after the preprocessing outputs.
     killed = _start(tmp_path / "killed.log", demo_bids, output, "participant",
-                    "--participant_label", "02", "--seed", "7", "--nthreads", "1")
+                    "--participant_label", "02", "--seed", "7", "--nthreads", "1", *weights)
     code, _ = _kill_when(killed, tmp_path / "killed.log", _new_file_in(anat, "desc-synthetic"),
                          signal.SIGKILL)
     assert code == -signal.SIGKILL
@@ -78,7 +92,7 @@ def test_killed_runs_leave_only_complete_files_and_resume(demo_bids, tmp_path):
 
     assert list(output.glob(".gadosynth-work-*"))  # SIGKILL: no chance to clean up
     resumed = run_cli(demo_bids, output, "participant", "--participant_label", "02", "--seed",
-                      "7", "--nthreads", "1", "--work_dir", work, "--keep_work")
+                      "7", "--nthreads", "1", "--work_dir", work, "--keep_work", *weights)
     assert resumed.returncode == 0, resumed.stderr
     assert not list(output.glob(".gadosynth-work-*"))  # the killed run's scratch was removed
     assert "sub-02: succeeded" in resumed.stderr
@@ -91,7 +105,7 @@ def test_killed_runs_leave_only_complete_files_and_resume(demo_bids, tmp_path):
     stamp = crop.stat().st_mtime_ns
 
     skipped = run_cli(demo_bids, output, "participant", "--participant_label", "02",
-                      "--work_dir", work)
+                      "--work_dir", work, *weights)
     assert skipped.returncode == 0
     assert "sub-02: skipped" in skipped.stderr and "outputs already complete" in skipped.stderr
     assert crop.stat().st_mtime_ns == stamp
@@ -103,7 +117,7 @@ def test_killed_runs_leave_only_complete_files_and_resume(demo_bids, tmp_path):
     crop.write_bytes(crop.read_bytes()[:1000])  # every other output is still complete
     log = tmp_path / "terminated.log"
     terminated = _start(log, demo_bids, output, "participant", "--participant_label", "02",
-                        "--work_dir", work)
+                        "--work_dir", work, *weights)
     code, stderr = _kill_when(terminated, log, lambda: ": preprocessing" in log.read_text(),
                               signal.SIGTERM)  # inside ANTs' preprocessing
     assert code == 143, stderr
@@ -113,7 +127,7 @@ def test_killed_runs_leave_only_complete_files_and_resume(demo_bids, tmp_path):
     _no_incomplete_final_files(output, exempt={crop})
 
     finished = run_cli(demo_bids, output, "participant", "--participant_label", "02", "--seed",
-                       "7", "--nthreads", "1")
+                       "7", "--nthreads", "1", *weights)
     assert finished.returncode == 0, finished.stderr
     assert "sub-02: succeeded" in finished.stderr  # recomputed, not skipped
     assert all(derivatives.output_is_complete(p) for p in planned.values())

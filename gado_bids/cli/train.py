@@ -18,6 +18,17 @@ from gado_bids.training.config import TrainConfig
 DEFAULTS = TrainConfig()
 
 
+def _fraction(value: str) -> float:
+    """A share between 0 and 1, checked while parsing: a usage error before torch loads."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a fraction between 0 and 1")
+    return number
+
+
 def _data_arguments(parser):
     group = parser.add_argument_group("pairs")
     group.add_argument("bids_dir", type=Path, help="BIDS dataset with ce- and non-ce T1w pairs")
@@ -181,12 +192,12 @@ def _schedule_arguments(parser):
                        help="Adam; default %(default)s")
     group.add_argument("--augmentation", type=float, default=DEFAULTS.augmentation,
                        help="augmentation strength, 0 disables (default: %(default)s)")
-    group.add_argument("--simulated_enhancement", dest="simulated_fraction", type=float,
+    group.add_argument("--simulated_enhancement", dest="simulated_fraction", type=_fraction,
                        default=DEFAULTS.simulated_fraction, metavar="FRACTION",
                        help="share of training inputs replaced by the real non-contrast scan "
                             "plus simulated enhancement (dura, sinus, veins, choroid plexus, "
                             "ring lesion); validation stays on real pairs. Default: 0")
-    group.add_argument("--simulated_on_ce", type=float, default=DEFAULTS.simulated_on_ce,
+    group.add_argument("--simulated_on_ce", type=_fraction, default=DEFAULTS.simulated_on_ce,
                        metavar="FRACTION",
                        help="share of the simulated inputs that add the enhancement to the real "
                             "ce scan instead of the non-contrast scan (the target stays the "
@@ -197,7 +208,7 @@ def _schedule_arguments(parser):
                        help="where a simulated sample's loss is computed: the pair's brain mask "
                             "(default) or also the voxels the simulation enhanced outside it "
                             "(the dura shell at the brain's edge)")
-    group.add_argument("--simulated_rim", type=float, default=DEFAULTS.simulated_rim,
+    group.add_argument("--simulated_rim", type=_fraction, default=DEFAULTS.simulated_rim,
                        metavar="FRACTION",
                        help="share of the simulated inputs that also get a rim of enhancing "
                             "dura, 1-4 voxels wide, around the pair's own brain mask (as a "
@@ -282,11 +293,6 @@ def main(argv=None) -> int:
         from gado_bids.training.cache import cached_pairs, load_pair
         from gado_bids.training.loop import train
         runtime.apply_torch_threads(args.nthreads)
-        if not all(0 <= f <= 1 for f in (args.simulated_fraction, args.simulated_on_ce,
-                                          args.simulated_rim)):
-            raise ValueError("--simulated_enhancement, --simulated_on_ce and --simulated_rim "
-                             "are fractions "
-                             "between 0 and 1")
         if args.pairs_from_cache:
             paths = cached_pairs(args.work_dir / "cache")
             if not paths:
