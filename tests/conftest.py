@@ -26,9 +26,18 @@ SHARED_DATA = Path(os.environ.get("GADOSYNTH_SHARED_DATA", REPO.parent / "shared
 # gadosynth process has (runtime.configure_process; measured there).
 runtime.keep_freed_memory()
 
-# Tests that share an expensive session fixture run on the same pytest-xdist worker, so that
-# the fixture is built once per suite, not once per worker.
-FIXTURE_GROUPS = {"demo_participant_run": "demo-run", "gado_session": "real-preprocessing"}
+# Tests that share the real-data preprocessing (a module fixture) run on the same pytest-xdist
+# worker, so that it is built once per suite. The demo runs are shared across workers instead
+# (_built_once): a worker that needs one while another builds it waits for it, and the build
+# itself (several processes) has both cores; the tests that read them then go to either worker.
+FIXTURE_GROUPS = {"gado_session": "real-preprocessing"}
+
+
+def pytest_xdist_auto_num_workers(config):
+    """One pytest-xdist worker more than cores (--maxprocesses caps it): the suite is CPU-bound,
+    but a worker often waits (for a shared demo run another worker builds, a subprocess's
+    single-threaded stretch, a kill's polling), and with one worker per core that core idles."""
+    return (os.cpu_count() or 1) + 1
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns the groups into node ids
@@ -46,29 +55,63 @@ def run_cli(*args, cwd=None, env=None):
                           capture_output=True, text=True, cwd=cwd, timeout=1200, env=env)
 
 
+def _workers_folder(tmp_path_factory, worker_id) -> Path:
+    """The folder all pytest-xdist workers of this suite share (each has its own below it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if worker_id != "master" else base
+
+
+def _built_once(tmp_path_factory, worker_id, name, build) -> dict:
+    """build(folder) -> a JSON-able record, run once per suite under a file lock; every worker
+    gets the record. Whatever reads the folder afterwards must leave it as it is."""
+    from filelock import FileLock
+    from gado_bids import atomic
+    shared = _workers_folder(tmp_path_factory, worker_id)
+    folder = shared / name
+    record = folder / "built.json"  # written last
+    with FileLock(str(shared / f"{name}.lock")):
+        if not record.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+            folder.mkdir()
+            atomic.write_json(record, build(folder))
+    return json.loads(record.read_text())
+
+
+def _completed(record) -> subprocess.CompletedProcess:
+    return subprocess.CompletedProcess(record["args"], record["returncode"], record["stdout"],
+                                       record["stderr"])
+
+
+def _record(result) -> dict:
+    return {"args": [str(a) for a in result.args], "returncode": result.returncode,
+            "stdout": result.stdout, "stderr": result.stderr}
+
+
 @pytest.fixture(scope="session")
 def demo_bids(tmp_path_factory, worker_id):
     """Simulated once per suite (~20 s) and shared by the pytest-xdist workers: every test
     reads it only (those that change a dataset take copy_of_demo)."""
-    from filelock import FileLock
     from gado_bids.demo.simulate import write_demo_dataset
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if worker_id != "master" else base  # the workers' common folder
-    target = shared / "demo-shared" / "bids"
-    with FileLock(str(shared / "demo-shared.lock")):
-        if not (target / "participants.tsv").is_file():  # written last
-            write_demo_dataset(target, n_subjects=3, seed=0)
-    return target
+
+    def simulate(folder):
+        write_demo_dataset(folder / "bids", n_subjects=3, seed=0)
+        return {}
+    _built_once(tmp_path_factory, worker_id, "demo-shared", simulate)
+    return _workers_folder(tmp_path_factory, worker_id) / "demo-shared" / "bids"
 
 
 @pytest.fixture(scope="session")
-def demo_participant_run(demo_bids, tmp_path_factory):
-    """The participant level run once over the whole demo dataset, every participant's
-    preprocessing in a worker process of its own (one thread each); synthesis in the main
-    process with two threads, as the SLURM test's tasks have."""
-    output = tmp_path_factory.mktemp("demo-out") / "gadosynth"
-    result = run_cli(demo_bids, output, "participant", "--nthreads", "2", "--n_procs", "3")
-    return result, output
+def demo_participant_run(demo_bids, tmp_path_factory, worker_id):
+    """The participant level run once over the whole demo dataset (once per suite, shared by the
+    workers; read only), every participant's preprocessing in a worker process of its own (one
+    thread each); synthesis in the main process with two threads, as the SLURM test's tasks
+    have."""
+    def run(folder):
+        return _record(run_cli(demo_bids, folder / "gadosynth", "participant", "--nthreads", "2",
+                               "--n_procs", "3"))
+    record = _built_once(tmp_path_factory, worker_id, "demo-participant-run", run)
+    output = _workers_folder(tmp_path_factory, worker_id) / "demo-participant-run" / "gadosynth"
+    return _completed(record), output
 
 
 @pytest.fixture
@@ -114,13 +157,19 @@ def demo_cache(demo_bids, demo_participant_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def demo_group_run(demo_participant_run, demo_bids, tmp_path_factory):
-    """The group level run once on the demo participant-level outputs, with a temporary folder
-    of its own (TMPDIR) so that a test can see what it leaves there; one worker process per
-    session (one thread each), so that no session waits for another's."""
-    _, output = demo_participant_run
-    temporary = tmp_path_factory.mktemp("group-tmpdir")
-    result = run_cli(demo_bids, output, "group", "--nthreads", "3", "--n_procs", "3",
-                     env={**os.environ, "TMPDIR": str(temporary)})
-    result.temporary_folder = temporary
-    return result, output
+def demo_group_run(demo_participant_run, demo_bids, tmp_path_factory, worker_id):
+    """The group level run once (per suite, shared by the workers; read only) on a copy of the
+    demo participant-level outputs (the participant tests read the original while it runs), with
+    a temporary folder of its own (TMPDIR) so that a test can see what it leaves there; one
+    worker process per session (one thread each), so that no session waits for another's."""
+    def run(folder):
+        output, temporary = folder / "gadosynth", folder / "tmpdir"
+        shutil.copytree(demo_participant_run[1], output)
+        temporary.mkdir()
+        return _record(run_cli(demo_bids, output, "group", "--nthreads", "3", "--n_procs", "3",
+                               env={**os.environ, "TMPDIR": str(temporary)}))
+    record = _built_once(tmp_path_factory, worker_id, "demo-group-run", run)
+    folder = _workers_folder(tmp_path_factory, worker_id) / "demo-group-run"
+    result = _completed(record)
+    result.temporary_folder = folder / "tmpdir"
+    return result, folder / "gadosynth"

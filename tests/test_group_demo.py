@@ -295,8 +295,10 @@ def test_report_renders_and_every_row_matches_the_tables(demo_group_run):
     assert page.count('<a href="sub-0') == 3 and page.count("data:image/png;base64,") == 5
 
 
-def test_group_rerun_reuses_every_measure(demo_group_run, demo_bids):
-    _, output = demo_group_run
+def test_group_rerun_reuses_every_measure(demo_group_run, demo_bids, tmp_path):
+    """On a copy: the shared group outputs are read by other tests meanwhile."""
+    output = tmp_path / "out"
+    shutil.copytree(demo_group_run[1], output, symlinks=True)
     segmentations = [p for job in _jobs(demo_bids) for p in
                      segmentation_paths(job, output).values()]
     stamps = [p.stat().st_mtime_ns for p in segmentations]
