@@ -44,7 +44,7 @@ def pytest_xdist_auto_num_workers(config):
 def pytest_collection_modifyitems(items):
     for item in items:
         for fixture, group in FIXTURE_GROUPS.items():
-            if fixture in item.fixturenames:  # the closure: demo_group_run needs demo-run
+            if fixture in item.fixturenames:  # the closure: fixtures that need it too
                 item.add_marker(pytest.mark.xdist_group(group))
                 break
 
