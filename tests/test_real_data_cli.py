@@ -36,7 +36,7 @@ def test_whole_head_participant_run_end_to_end(wholehead_pair, tmp_path):
     filters = tmp_path / "filters.json"
     filters.write_text('{"t1w": {"acquisition": "not-in-this-dataset"}}')
     result = run_cli(wholehead_pair, output, "participant", "--nthreads", "2",
-                     "--bids_filter_file", filters)
+                     "--bids_filter_file", filters, "--seed", "7")
     assert result.returncode == 0, result.stderr
     (job,) = select_scans(open_layout(wholehead_pair), filters={
         "t1w": {"acquisition": "not-in-this-dataset"}}).jobs_by_subject["01"]
@@ -55,6 +55,7 @@ def test_whole_head_participant_run_end_to_end(wholehead_pair, tmp_path):
     assert correlation > 0.5
     sidecar = json.loads(derivatives.sidecar_path(planned["synthetic_native"]).read_text())
     assert sidecar["BrainMaskMethod"] == "deepbet"  # whole head: brain extraction first
+    assert sidecar["RandomSeed"] == 7  # the user's seed, not the default, is recorded
     # Registered to the template, not skull-to-brain: the brain lands on the template's brain.
     template = grids.crop_template_volume(template_brain_mask().get_fdata() > 0)
     crop_mask = nib.load(str(planned["ce_mask"])).get_fdata() > 0
