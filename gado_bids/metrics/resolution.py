@@ -153,8 +153,9 @@ def acquisition_blur(reference_affine, grid_affine, slice_thickness_mm=None) -> 
     projected on the target grid's axes; the part of the reference's FWHM beyond the target
     voxel's own is the extra blur the reference carries. slice_thickness_mm (BIDS sidecar
     SliceThickness) replaces the reference's largest voxel extent when it is larger (gaps or
-    overlapping slices; with isotropic voxels, the last voxel axis, the usual slice axis). reference_affine: the raw reference's voxel-to-world, grid_affine: the
-    target grid's, both in the same (co-registered) world.
+    overlapping slices; with isotropic voxels, the last voxel axis, the usual slice axis).
+    reference_affine: the raw reference's voxel-to-world, grid_affine: the target grid's, both in
+    the same (co-registered) world.
     """
     reference_axes = np.asarray(reference_affine, np.float64)[:3, :3]
     extents = np.linalg.norm(reference_axes, axis=0)
