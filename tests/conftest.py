@@ -36,8 +36,12 @@ FIXTURE_GROUPS = {"gado_session": "real-preprocessing"}
 def pytest_xdist_auto_num_workers(config):
     """One pytest-xdist worker more than cores (--maxprocesses caps it): the suite is CPU-bound,
     but a worker often waits (for a shared demo run another worker builds, a subprocess's
-    single-threaded stretch, a kill's polling), and with one worker per core that core idles."""
-    return (os.cpu_count() or 1) + 1
+    single-threaded stretch, a kill's polling), and with one worker per core that core idles.
+    Only with memory for it: three workers on 2 cores peaked at 16.2 GB in use (machine total),
+    so the extra worker needs 6 GB per worker; otherwise one per core."""
+    cores = os.cpu_count() or 1
+    memory_gb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 1e9
+    return cores + 1 if memory_gb >= 6 * (cores + 1) else cores
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns the groups into node ids
