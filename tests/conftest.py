@@ -65,9 +65,9 @@ def _workers_folder(tmp_path_factory, worker_id) -> Path:
     return base.parent if worker_id != "master" else base
 
 
-def _built_once(tmp_path_factory, worker_id, name, build) -> dict:
-    """build(folder) -> a JSON-able record, run once per suite under a file lock; every worker
-    gets the record. Whatever reads the folder afterwards must leave it as it is."""
+def _built_once(tmp_path_factory, worker_id, name, build) -> tuple:
+    """(folder, record): build(folder) -> a JSON-able record, run once per suite under a file
+    lock; every worker gets both. Whatever reads the folder afterwards must leave it as it is."""
     from filelock import FileLock
     from gado_bids import atomic
     shared = _workers_folder(tmp_path_factory, worker_id)
@@ -78,7 +78,7 @@ def _built_once(tmp_path_factory, worker_id, name, build) -> dict:
             shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
             folder.mkdir()
             atomic.write_json(record, build(folder))
-    return json.loads(record.read_text())
+    return folder, json.loads(record.read_text())
 
 
 def _completed(record) -> subprocess.CompletedProcess:
@@ -100,8 +100,8 @@ def demo_bids(tmp_path_factory, worker_id):
     def simulate(folder):
         write_demo_dataset(folder / "bids", n_subjects=3, seed=0)
         return {}
-    _built_once(tmp_path_factory, worker_id, "demo-shared", simulate)
-    return _workers_folder(tmp_path_factory, worker_id) / "demo-shared" / "bids"
+    folder, _ = _built_once(tmp_path_factory, worker_id, "demo-shared", simulate)
+    return folder / "bids"
 
 
 @pytest.fixture(scope="session")
@@ -113,9 +113,8 @@ def demo_participant_run(demo_bids, tmp_path_factory, worker_id):
     def run(folder):
         return _record(run_cli(demo_bids, folder / "gadosynth", "participant", "--nthreads", "2",
                                "--n_procs", "3"))
-    record = _built_once(tmp_path_factory, worker_id, "demo-participant-run", run)
-    output = _workers_folder(tmp_path_factory, worker_id) / "demo-participant-run" / "gadosynth"
-    return _completed(record), output
+    folder, record = _built_once(tmp_path_factory, worker_id, "demo-participant-run", run)
+    return _completed(record), folder / "gadosynth"
 
 
 @pytest.fixture
@@ -172,8 +171,7 @@ def demo_group_run(demo_participant_run, demo_bids, tmp_path_factory, worker_id)
         temporary.mkdir()
         return _record(run_cli(demo_bids, output, "group", "--nthreads", "3", "--n_procs", "3",
                                env={**os.environ, "TMPDIR": str(temporary)}))
-    record = _built_once(tmp_path_factory, worker_id, "demo-group-run", run)
-    folder = _workers_folder(tmp_path_factory, worker_id) / "demo-group-run"
+    folder, record = _built_once(tmp_path_factory, worker_id, "demo-group-run", run)
     result = _completed(record)
     result.temporary_folder = folder / "tmpdir"
     return result, folder / "gadosynth"
