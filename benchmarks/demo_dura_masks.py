@@ -21,7 +21,8 @@ import numpy as np
 def _session_files(bids: Path, subject: str) -> tuple:
     anat = bids / subject / "ses-01" / "anat"
     truth = bids / "derivatives" / "simulation" / subject / "ses-01" / "anat"
-    tissue_maps = [truth / f"{subject}_ses-01_label-{t}_probseg.nii.gz" for t in ("CSF", "GM", "WM")]
+    tissue_maps = [truth / f"{subject}_ses-01_label-{tissue}_probseg.nii.gz"
+                   for tissue in ("CSF", "GM", "WM")]
     return (anat / f"{subject}_ses-01_ce-gadolinium_T1w.nii.gz", tissue_maps,
             truth / f"{subject}_ses-01_ce-gadolinium_desc-enhancement_mask.nii.gz")
 
