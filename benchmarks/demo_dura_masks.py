@@ -19,12 +19,15 @@ import numpy as np
 
 
 def _session_files(bids: Path, subject: str) -> tuple:
-    anat = bids / subject / "ses-01" / "anat"
-    truth = bids / "derivatives" / "simulation" / subject / "ses-01" / "anat"
-    tissue_maps = [truth / f"{subject}_ses-01_label-{tissue}_probseg.nii.gz"
-                   for tissue in ("CSF", "GM", "WM")]
-    return (anat / f"{subject}_ses-01_ce-gadolinium_T1w.nii.gz", tissue_maps,
-            truth / f"{subject}_ses-01_ce-gadolinium_desc-enhancement_mask.nii.gz")
+    """(ce scan, the true tissue maps, the enhancement mask) of a demo session."""
+    from gado_bids.discovery.simulation_truth import truth_tissue_maps
+    tissue_maps = truth_tissue_maps(bids, subject[4:], "01")
+    if tissue_maps is None:
+        raise SystemExit(f"{bids}: no simulated tissue maps for {subject}; not a gadosynth-demo "
+                         "dataset?")
+    return (bids / subject / "ses-01" / "anat" / f"{subject}_ses-01_ce-gadolinium_T1w.nii.gz",
+            list(tissue_maps.values()), tissue_maps["GM"].parent /
+            f"{subject}_ses-01_ce-gadolinium_desc-enhancement_mask.nii.gz")
 
 
 def main():
